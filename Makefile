@@ -1,0 +1,52 @@
+# Two entry points, each does all set-up on a fresh machine:
+#   make demo   - the main job on the embedded synthetic data
+#   make test   - every check CI runs (.ci/run calls this)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.maskcls-installed
+DEMO_ARGS ?=
+
+.PHONY: demo test install export readme clean-nbs check-clean check-export check-readme nbtest pytest slow
+
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/maskcls demo $(DEMO_ARGS)
+
+test: $(STAMP)
+	$(MAKE) --no-print-directory check-clean check-export check-readme nbtest pytest
+
+# 1. notebooks are committed clean
+check-clean: $(STAMP)
+	$(BIN)/python tools/check.py unchanged nbs -- $(BIN)/nbdev_clean
+# 2. maskcls/ is exactly what the notebooks export
+check-export: $(STAMP)
+	$(BIN)/python tools/check.py unchanged maskcls -- $(BIN)/nbdev_export
+# 3. README.md is nbs/index.ipynb rendered (quarto is not available, so we render it ourselves)
+check-readme: $(STAMP)
+	$(BIN)/python tools/check.py readme --check
+# 4. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
+nbtest: $(STAMP)
+	$(BIN)/nbdev_test --n_workers 2 --timing
+# 5. pytest last, so the run ends on pytest's summary line
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+# the flagged cells: `make slow` on any machine, `make slow FLAGS="slow cuda"` on a GPU box
+FLAGS ?= slow
+slow: $(STAMP)
+	$(BIN)/nbdev_test --flags "$(FLAGS)" --n_workers 1 --timing
+
+# developer helpers
+export: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	$(BIN)/python tools/check.py readme
