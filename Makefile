@@ -35,7 +35,7 @@ check-readme: $(STAMP)
 	$(BIN)/python tools/check.py readme --check
 # 4. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
 nbtest: $(STAMP)
-	$(BIN)/nbdev_test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
 # 5. pytest last, so the run ends on pytest's summary line
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests

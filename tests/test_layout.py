@@ -167,7 +167,7 @@ def test_label_fixes_only_when_asked(tmp_path):
     plain = read_train(root, progress=False)
     assert plain.attrs['report']['label_fixes'] == 0
     fixed = read_train(root, fix_labels=True, progress=False)
-    ch = fixed.attrs['fixes']
+    ch = pd.DataFrame(fixed.attrs['fixes'])
     assert (ch['column'] == 'gender').sum() == 7 and (ch['column'] == 'mask').sum() == 2
     assert (fixed.loc[fixed.id == '006359', 'gender'] == 0).all()
     m = fixed.set_index('stem').loc[lambda d: d.id == '000020', 'mask']
