@@ -1,0 +1,100 @@
+"""The `maskcls` command end to end, through the installed console script (what a user types)."""
+import os, shutil, subprocess, sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from maskcls.submission import read_predictions, read_submission
+
+EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
+TINY = ['--img-size', '32', '24', '--batch-size', '16', '--no-tensorboard']
+
+
+def run(*args, cwd, ok=True):
+    r = subprocess.run([EXE, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+    if ok: assert r.returncode == 0, f'exit {r.returncode}\n{r.stdout}\n{r.stderr}'
+    return r
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp('cli')
+    r = run('synth', '--out', d / 'data', '--people', 10, '--eval-people', 3, '--seed', 1, cwd=d)
+    assert 'wrote 70 train and 21 eval images' in r.stdout
+    return d
+
+
+def test_installed_command_exists():
+    assert Path(EXE).exists(), 'the console script `maskcls` is not installed: pip install -e .'
+
+
+def test_synth_layout_and_no_overwrite(data):
+    tr = data / 'data' / 'train'
+    assert (tr / 'train.csv').exists() and (data / 'data' / 'eval' / 'info.csv').exists()
+    assert len(list((tr / 'images').glob('[!.]*_Asian_*'))) == 10
+    r = run('synth', '--out', data / 'data', '--people', 10, cwd=data, ok=False)
+    assert r.returncode != 0 and 'overwrite' in r.stderr
+
+
+def test_validate_lists_every_problem(data, tmp_path):
+    bad = tmp_path / 'bad'
+    shutil.copytree(data / 'data', bad)
+    people = sorted((bad / 'train' / 'images').glob('0*'))
+    next(people[0].glob('mask2.*')).unlink()
+    f = next(people[1].glob('normal.*')); f.write_bytes(f.read_bytes()[:300])
+    r = run('validate', '--data', bad, cwd=tmp_path, ok=False)
+    assert r.returncode == 1
+    assert '2 problem(s)' in r.stderr and 'missing mask2' in r.stderr and 'truncated' in r.stderr
+
+
+def test_train_end_to_end_never_overwrites_and_resumes(data):
+    args = ['train', '--data', data / 'data', '--epochs', 1, '--out', data / 'runs' / 'exp', *TINY]
+    r1 = run(*args, cwd=data)
+    assert 'best macro F1' in r1.stdout
+    run1 = data / 'runs' / 'exp'
+    assert {'best.pt', 'last.pt', 'config.yaml', 'metrics.csv'} <= {p.name for p in run1.iterdir()}
+    run(*args, cwd=data)
+    assert (data / 'runs' / 'exp2' / 'best.pt').exists()                       # a second run gets a new folder
+    assert len(pd.read_csv(run1 / 'metrics.csv')) == 1
+    run('train', '--resume', run1, '--epochs', 2, cwd=data)                     # continue the same run to epoch 2
+    m = pd.read_csv(run1 / 'metrics.csv')
+    assert m['epoch'].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize('args,msg', [(['--model', 'resnet19'], "model: unknown model 'resnet19'"),
+                                      (['--img-size', '256'], 'expected 2 argument'),
+                                      (['--lr', '-0.1'], 'lr: must not be negative'),
+                                      (['--loss', 'focall'], "invalid choice: 'focall'")])
+def test_train_bad_options(data, args, msg):
+    r = run('train', '--data', data / 'data', *args, cwd=data, ok=False)
+    assert r.returncode != 0 and msg in r.stderr, r.stderr
+
+
+def test_train_unknown_key_in_yaml(data, tmp_path):
+    (tmp_path / 'exp.yaml').write_text('learning_rate: 0.1\n')
+    r = run('train', '--data', data / 'data', '--config', tmp_path / 'exp.yaml', cwd=data, ok=False)
+    assert r.returncode == 2 and "'learning_rate' (did you mean 'lr'?)" in r.stderr
+
+
+def test_reduced_demo_predict_ensemble_compare(data):
+    r = run('demo', '--data', data / 'data', '--out', data / 'demo', '--folds', 2, '--epochs', 1, '--img-size', 32, 24,
+            '--batch-size', 16, '--cache-dir', data / 'cache', cwd=data)
+    assert 'fold ensemble + TTA' in r.stdout and 'out-of-fold macro F1' in r.stdout
+    info = data / 'data' / 'eval' / 'info.csv'
+    sub = read_submission(data / 'demo' / 'submission.csv', info)               # a valid submission, in info.csv order
+    assert len(sub) == 21 and sub.between(0, 17).all()
+    assert list(pd.read_csv(data / 'demo' / 'submission.csv').columns) == ['ImageID', 'ans']
+    # predict from the CV folder (fold ensemble) and from one fold, then ensemble and compare them
+    run('predict', '--run', data / 'demo' / 'cv', '--data', data / 'data' / 'eval', '--out', data / 'p_cv.csv', cwd=data)
+    run('predict', '--run', data / 'demo' / 'cv' / 'fold0', '--data', data / 'data', '--tta', 'none', '--out', data / 'p_f0.csv', cwd=data)
+    assert len(read_predictions(data / 'p_cv.csv', info)) == 21
+    r = run('ensemble', data / 'p_cv.csv', data / 'p_f0.csv', '--method', 'greedy', '--oof', data / 'demo' / 'cv' / 'oof.csv',
+            data / 'demo' / 'cv' / 'oof.csv', '--info', info, '--out', data / 'ens.csv', cwd=data)
+    assert 'weights' in r.stdout and (data / 'ens_submission.csv').exists()
+    r = run('ensemble', data / 'p_cv.csv', data / 'p_f0_submission.csv', '--method', 'hard', '--info', info, '--out', data / 'hard.csv', cwd=data)
+    assert len(read_submission(data / 'hard.csv', info)) == 21
+    r = run('compare', data / 'p_cv_submission.csv', data / 'p_f0_submission.csv', '--eval', data / 'data' / 'eval',
+            '--out', data / 'cmp', cwd=data)
+    assert (data / 'cmp' / 'index.html').exists()
