@@ -27,7 +27,7 @@ def make_data(root: Path, people: int, seed: int = 0) -> str:
     except ImportError:
         make_dataset = None
     if make_dataset is not None:
-        make_dataset(root, people=people, eval_people=0, seed=seed)
+        make_dataset(root, people=people, eval_people=0, seed=seed, progress=False)
         return 'maskcls.synth.make_dataset'
     from PIL import Image   # stand-in until maskcls.synth exists: smooth random 384 x 512 JPEGs in the same layout
     rng = np.random.default_rng(seed)
@@ -87,7 +87,6 @@ def part_maskcls(args) -> dict:
     from maskcls.augment import Augment, Flip, Affine, ColorJitter
     from maskcls.loader import Loader
     import pandas as pd
-    if args.threads: torch.set_num_threads(args.threads)
     paths = image_paths(Path(args.data))
     df = pd.DataFrame(dict(path=paths, label=np.arange(len(paths)) % 18))
     t0 = time.perf_counter()
@@ -95,10 +94,10 @@ def part_maskcls(args) -> dict:
     build_s = time.perf_counter() - t0
     tfm = Augment(Flip(p=0.5), Affine(p=1.0, degrees=30, translate=0.0, scale=(1.0, 1.0)),
                   ColorJitter(p=1.0, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05), seed=0)
-    dl = Loader(df, cache, bs=args.bs, train=True, tfm=tfm, device='cpu', seed=0)
+    dl = Loader(df, cache, bs=args.bs, train=True, tfm=tfm, device='cpu', seed=0, workers=args.threads or None)
     ips = timed_epochs(lambda: dl, len(paths), args.epochs)
     return dict(images_per_s=round(ips, 1), cache_build_s=round(build_s, 2), cache_mb=round(cache.nbytes / 2**20, 1),
-                torch_threads=torch.get_num_threads(), **peak_mb())
+                loader_workers=dl.workers, **peak_mb())
 
 
 def part_cuda(args) -> dict:
@@ -146,7 +145,7 @@ def main():
     p.add_argument('--bs', type=int, default=64, help='batch size of both pipelines')
     p.add_argument('--workers', type=int, default=2, help='DataLoader workers of the baseline; processes building the cache')
     p.add_argument('--epochs', type=int, default=2, help='timed epochs (after one warm-up epoch)')
-    p.add_argument('--threads', type=int, default=0, help='torch CPU threads for maskcls (0: torch default)')
+    p.add_argument('--threads', type=int, default=0, help='loader threads for maskcls (0: the loader default, all cores up to 4)')
     p.add_argument('--malloc', choices=['tuned', 'default'], default='tuned',
                    help='tuned: keep freed memory in glibc malloc (MALLOC_TRIM/MMAP_THRESHOLD_) for both pipelines')
     p.add_argument('--cuda-bs', type=int, default=512); p.add_argument('--cuda-epochs', type=int, default=5)
@@ -164,14 +163,14 @@ def main():
         t0 = time.perf_counter(); how = make_data(Path(args.data), args.people)
         print(f'data: {len(image_paths(Path(args.data)))} images from {how} in {time.perf_counter() - t0:.1f} s')
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent) + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    if args.malloc == 'tuned': env.update(MALLOC_TRIM_THRESHOLD_=str(2**30), MALLOC_MMAP_THRESHOLD_=str(2**30))
+    if args.malloc == 'tuned': env.update(MALLOC_TRIM_THRESHOLD_=str(2**30), MALLOC_MMAP_THRESHOLD_=str(32 * 2**20))
     print(f'cpu cores: {os.cpu_count()}, malloc: {args.malloc}, output {args.size[0]} x {args.size[1]}, batch {args.bs}, '
           f'{args.epochs} timed epoch(s); other load on the machine makes these numbers noisy')
     a = run_part('baseline', args, env)
     print(f'(a) baseline PIL + torchvision, DataLoader with {args.workers} workers: {a["images_per_s"]:,.0f} images/s; '
           f'peak memory {a["peak_mb"]:.0f} MB main + {a["peak_child_mb"]:.0f} MB per worker')
     b = run_part('maskcls', args, env)
-    print(f'(b) maskcls cache + batched augmentation (CPU, {b["torch_threads"]} threads): {b["images_per_s"]:,.0f} images/s; '
+    print(f'(b) maskcls cache + batched augmentation (CPU, {b["loader_workers"]} loader threads): {b["images_per_s"]:,.0f} images/s; '
           f'peak memory {b["peak_mb"]:.0f} MB')
     print(f'    cache build: {b["cache_build_s"]:.1f} s with {args.workers} processes; cache on disk {b["cache_mb"]:.1f} MB')
     import torch
