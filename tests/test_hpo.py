@@ -24,11 +24,11 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
-    "15 synthetic people and a tiny base config (32 x 24 pixels, 1 epoch, no TensorBoard)."
+    "15 synthetic people and a tiny base config (32 x 24 pixels, 1 epoch, CPU, no TensorBoard)."
     root = tmp_path_factory.mktemp('hpo')
     make_dataset(root / 'data', people=15, eval_people=0, seed=0, progress=False)
     base = Config(data=str(root / 'data'), img_size=(32, 24), model='tiny', epochs=1, batch_size=32,
-                  cache_dir=str(root / 'cache'), tensorboard=False)
+                  cache_dir=str(root / 'cache'), tensorboard=False, device='cpu')   # cpu: a retrain repeats exactly
     return read_train(root / 'data'), base
 
 
@@ -203,7 +203,7 @@ def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
         tune(replace(base, img_size=(40, 32)), df, space, 1, tmp_path / 'h', resume=True)
     with pytest.raises(ValueError, match="objective"):
         tune(base, df, space, 1, tmp_path / 'h', objective='kfold')
-    s2 = tune(replace(base, device='cpu'), df, space, n_trials=0, out=tmp_path / 'h', resume=True)   # where it runs may change
+    s2 = tune(replace(base, device='auto', workers=1), df, space, n_trials=0, out=tmp_path / 'h', resume=True)   # where it runs may change
     assert len(s2.trials) == 2
 
 
