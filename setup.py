@@ -11,8 +11,7 @@ cfg = cfg['DEFAULT']
 for key in ('version', 'description', 'keywords', 'author', 'author_email', 'min_python', 'lib_name'):
     assert key in cfg, f'settings.ini lacks `{key}`'
 
-licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
-lic = licenses.get(cfg.get('license', 'apache2'))
+licenses = {'apache2': 'Apache-2.0'}   # SPDX expressions (setuptools deprecates license classifiers)
 statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 py_versions = '3.10 3.11 3.12 3.13'.split()
 min_python = cfg['min_python']
@@ -24,13 +23,12 @@ scripts = [s for s in cfg.get('console_scripts', '').split() if s]
 setuptools.setup(
     name=cfg['lib_name'],
     version=cfg['version'],
-    license=lic[0] if lic else None,
+    license=licenses.get(cfg.get('license', 'apache2')),
     classifiers=[
         'Development Status :: ' + statuses[int(cfg['status'])],
         'Intended Audience :: ' + cfg['audience'].title(),
         'Natural Language :: ' + cfg['language'].title(),
-    ] + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]]
-      + ([f'License :: {lic[1]}'] if lic else []),
+    ] + [f'Programming Language :: Python :: {v}' for v in py_versions[py_versions.index(min_python):]],
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['maskcls', 'maskcls.*']),
     include_package_data=True,

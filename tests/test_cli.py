@@ -98,3 +98,12 @@ def test_reduced_demo_predict_ensemble_compare(data):
     r = run('compare', data / 'p_cv_submission.csv', data / 'p_f0_submission.csv', '--eval', data / 'data' / 'eval',
             '--out', data / 'cmp', cwd=data)
     assert (data / 'cmp' / 'index.html').exists()
+
+
+def test_hpo_then_train_the_best_config(data):
+    r = run('hpo', '--data', data / 'data', '--epochs', 1, *TINY, '--trials', 2, '--search', 'random', '--out', data / 'hpo',
+            '--cache-dir', data / 'cache', '--device', 'cpu', cwd=data)
+    assert 'repeat it: maskcls train --config' in r.stdout
+    assert len(pd.read_csv(data / 'hpo' / 'trials.csv')) == 2
+    run('train', '--config', data / 'hpo' / 'best_config.yaml', cwd=data)
+    assert (data / 'hpo' / 'best' / 'best.pt').exists()
