@@ -48,7 +48,7 @@ def _outputs(cell):
 
 def render_readme(nb_path):
     nb = json.loads(Path(nb_path).read_text(encoding='utf-8'))
-    parts = [f'<!-- Generated from nbs/index.ipynb by `make export`: edit the notebook, not this file. -->']
+    parts = []
     for cell in nb['cells']:
         src = _src(cell)
         if cell['cell_type'] == 'markdown':
@@ -62,6 +62,7 @@ def render_readme(nb_path):
             for o in _outputs(cell):
                 if isinstance(o, tuple): parts.append(o[1].strip())
                 else: parts.append('```\n' + o.rstrip() + '\n```')
+    parts.append('<!-- Generated from nbs/index.ipynb by `make export`: edit the notebook, not this file. -->')
     return '\n\n'.join(p for p in parts if p) + '\n'
 
 
