@@ -9,7 +9,7 @@ from maskcls.augment import (Affine, Augment, ColorJitter, CutMix, Erase, Flip, 
                              eval_transform, full_augment, hash_normal, hash_uniform, light_augment, normalize, shift_hue,
                              to_float, warp)
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: runs on a GPU machine with `make test` or `pytest tests/test_augment.py tests/test_loader.py`')
 
 
 def batch(n=16, h=32, w=24, seed=0):

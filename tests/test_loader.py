@@ -10,7 +10,7 @@ from maskcls.augment import Augment, light_augment, full_augment
 from maskcls.cache import build_cache
 from maskcls.loader import Loader, oversample, shuffled, undersample, weighted
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: runs on a GPU machine with `make test` or `pytest tests/test_augment.py tests/test_loader.py`')
 
 
 @pytest.fixture(scope='module')
