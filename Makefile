@@ -43,7 +43,7 @@ pytest: $(STAMP)
 # the flagged cells: `make slow` on any machine, `make slow FLAGS="slow cuda"` on a GPU box
 FLAGS ?= slow
 slow: $(STAMP)
-	$(BIN)/nbdev_test --flags "$(FLAGS)" --n_workers 1 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags "$(FLAGS)" --n_workers 2 --timing
 
 # developer helpers
 export: $(STAMP)
