@@ -431,6 +431,7 @@ d = { 'settings': { 'branch': 'main',
                              'maskcls.tta.predict_dir': ('tta.html#predict_dir', 'maskcls/tta.py'),
                              'maskcls.tta.rot180': ('tta.html#rot180', 'maskcls/tta.py'),
                              'maskcls.tta.run_dirs': ('tta.html#run_dirs', 'maskcls/tta.py'),
+                             'maskcls.tta.tta_oof': ('tta.html#tta_oof', 'maskcls/tta.py'),
                              'maskcls.tta.tta_predict': ('tta.html#tta_predict', 'maskcls/tta.py'),
                              'maskcls.tta.tta_scores': ('tta.html#tta_scores', 'maskcls/tta.py'),
                              'maskcls.tta.zoom': ('tta.html#zoom', 'maskcls/tta.py')}}}

@@ -82,6 +82,8 @@ def test_reduced_demo_predict_ensemble_compare(data):
     r = run('demo', '--data', data / 'data', '--out', data / 'demo', '--folds', 2, '--epochs', 1, '--img-size', 32, 24,
             '--batch-size', 16, '--cache-dir', data / 'cache', cwd=data)
     assert 'fold ensemble + TTA' in r.stdout and 'out-of-fold macro F1' in r.stdout
+    tta = pd.read_csv(data / 'demo' / 'tta_oof.csv', index_col=0)                # per-view and merged OOF scores
+    assert list(tta.index) == ['view identity', 'view hflip', 'mean of 2'] and tta['f1'].between(0, 1).all()
     info = data / 'data' / 'eval' / 'info.csv'
     sub = read_submission(data / 'demo' / 'submission.csv', info)               # a valid submission, in info.csv order
     assert len(sub) == 21 and sub.between(0, 17).all()
