@@ -18,7 +18,9 @@ from .layout import LayoutError, read_eval, read_image_folder, read_train
 from .synth import make_dataset
 from .eda import write_eda
 from .config import Config, ConfigError, add_config_args, config_from_args, config_from_dict
-from .train import new_run_dir, setup_distributed, train_run
+from .runtime import setup_distributed
+from .runs import new_run_dir
+from .train import train_run
 from .cv import read_oof, run_cv, split_for
 from .tta import TTA_PRESETS, merge_probs, predict_dir, tta_oof
 from .submission import ENSEMBLE_METHODS, ensemble_files, write_predictions, write_submission

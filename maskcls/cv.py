@@ -4,21 +4,29 @@
 
 # %% ../nbs/14_cv.ipynb #e71202ad
 from __future__ import annotations
-import json, warnings
+import json, multiprocessing as mp, warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from .labels import AGE_NAMES, GENDER_NAMES, N_CLASSES, decode
-from .config import Config
+from .labels import AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, confusion, decode, scores
+from .loader import Loader, pick_device
+from .config import Config, load_config, save_config
+from .runtime import open_cache
+from .predict import plot_confusion, predict
+from .runs import check_same_config, new_run_dir
+from .train import train_run
 
 # %% auto #0
-__all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_balance', 'save_folds', 'load_folds', 'split_for',
-           'train_fold', 'run_cv', 'read_oof', 'score_oof', 'age_errors', 'plot_age_errors', 'split_experiment',
-           'plot_split_experiment']
+__all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_balance', 'save_folds', 'load_folds', 'folds_for',
+           'split_rows', 'split_for', 'train_fold', 'run_cv', 'read_oof', 'score_oof', 'age_errors', 'plot_age_errors',
+           'split_experiment', 'plot_split_experiment']
 
 # %% ../nbs/14_cv.ipynb #a353487f
 def people_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -84,27 +92,20 @@ def load_folds(path) -> pd.DataFrame:
     if not pd.api.types.is_integer_dtype(f['fold']): raise ValueError(f'{path}: fold must be an integer, got values like {f["fold"].iloc[0]!r}')
     return f
 
+def folds_for(cfg: Config, df: pd.DataFrame, holdout: bool = False) -> pd.DataFrame:
+    "The `person, fold` table a config asks for: `cfg.folds_file`, else `cfg.folds` person-level folds (`holdout`: about `cfg.val_fraction` per fold)."
+    if cfg.folds_file: return load_folds(cfg.folds_file)
+    return person_folds(df, max(2, round(1 / cfg.val_fraction)) if holdout else cfg.folds, cfg.seed)
+
+def split_rows(df: pd.DataFrame, fold: np.ndarray, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "Training rows (fold != k) and validation rows (fold == k) of `df`, each indexed from 0."
+    return df[fold != k].reset_index(drop=True), df[fold == k].reset_index(drop=True)
+
 def split_for(cfg: Config, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     "Train and validation rows for one run: fold `cfg.fold` of the K folds (or of `cfg.folds_file`), or a person-level hold-out."
-    if cfg.folds_file: folds = load_folds(cfg.folds_file)
-    elif cfg.fold >= 0: folds = person_folds(df, cfg.folds, cfg.seed)
-    else: folds = person_folds(df, max(2, round(1 / cfg.val_fraction)), cfg.seed)
-    fi = image_fold(df, folds)
-    v = max(cfg.fold, 0)
-    return df[fi != v].reset_index(drop=True), df[fi == v].reset_index(drop=True)
+    return split_rows(df, image_fold(df, folds_for(cfg, df, holdout=cfg.fold < 0 and not cfg.folds_file)), max(cfg.fold, 0))
 
 # %% ../nbs/14_cv.ipynb #25c19fe4
-import multiprocessing as mp
-import os
-from concurrent.futures import ProcessPoolExecutor
-
-import torch
-from dataclasses import asdict, replace
-
-from .config import load_config, save_config
-from .labels import PROB_COLS, confusion, scores
-from .train import new_run_dir, plot_confusion, train_run
-
 def _fold_done(d: Path) -> bool: return (d / 'done.json').exists() and (d / 'valid_preds.csv').exists()
 
 def train_fold(cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, fold: int, out, device: str | None = None,
@@ -113,8 +114,7 @@ def train_fold(cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, fold: int, ou
     if threads: torch.set_num_threads(threads)
     d = Path(out) / f'fold{fold}'
     if _fold_done(d): return d
-    fi = image_fold(df, folds)
-    tr, va = df[fi != fold].reset_index(drop=True), df[fi == fold].reset_index(drop=True)
+    tr, va = split_rows(df, image_fold(df, folds), fold)
     d.mkdir(parents=True, exist_ok=True)
     c = replace(cfg, fold=fold, device=device or cfg.device, out=str(d))
     res = train_run(c, tr, va, d, resume=(d / 'last.pt').exists(), progress=progress)
@@ -134,22 +134,16 @@ def _fold_worker(args):
 # %% ../nbs/14_cv.ipynb #90a52d9e
 _RUN_KEYS_FREE = ('device', 'workers', 'out', 'fold')   # options that may differ when a CV run is resumed
 
-def _check_resume(out: Path, cfg: Config):
-    old = load_config(out / 'config.yaml')
-    diff = [k for k, v in asdict(cfg).items() if k not in _RUN_KEYS_FREE and getattr(old, k) != v]
-    if diff: raise ValueError(f'{out} was run with other options ({", ".join(f"{k}: {getattr(old, k)!r} -> {getattr(cfg, k)!r}" for k in diff)}): '
-                              'resume with the same options, or start a new CV folder')
-
 def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = False, progress: bool = True) -> dict:
     "Train every fold of a person-level K-fold split into `out/fold<k>` and score the out-of-fold predictions."
     out = Path(out)
     if resume:
         if not (out / 'config.yaml').exists(): raise FileNotFoundError(f'{out} is not a CV folder to resume (no config.yaml)')
-        _check_resume(out, cfg)
+        check_same_config(out, asdict(cfg), asdict(load_config(out / 'config.yaml')), _RUN_KEYS_FREE, 'CV folder')
         folds = load_folds(out / 'folds.csv')
     else:
         out = new_run_dir(out)
-        folds = load_folds(cfg.folds_file) if cfg.folds_file else person_folds(df, cfg.folds, cfg.seed)
+        folds = folds_for(cfg, df)
         save_folds(folds, out / 'folds.csv'); save_config(cfg, out / 'config.yaml')
     k = int(folds['fold'].max()) + 1
     todo = [f for f in range(k) if not _fold_done(out / f'fold{f}')]
@@ -202,26 +196,21 @@ def plot_age_errors(t: pd.DataFrame, lines=(30, 60)):
     return fig
 
 # %% ../nbs/14_cv.ipynb #9398d3fe
-from .labels import scores as _scores
-from .loader import Loader
-from .train import open_cache, predict
-
 def split_experiment(cfg: Config, df: pd.DataFrame, eval_df: pd.DataFrame, k: int = 5,
                      kinds=('image (stratified)', 'image (random)', 'person (stratified)'), progress: bool = False) -> pd.DataFrame:
     "Out-of-fold macro F1 and held-out eval macro F1 (fold ensemble) of K-fold CV split by image or by person."
     cache = open_cache(cfg, pd.concat([df['path'], eval_df['path']]), progress=progress)
     folds = {'image (stratified)': image_folds(df, k, cfg.seed), 'image (random)': image_folds(df, k, cfg.seed, stratified=False),
              'person (stratified)': image_fold(df, person_folds(df, k, cfg.seed))}
-    ev_dl = Loader(eval_df.drop(columns='label'), cache, bs=cfg.batch_size * 2, device=cfg.device if cfg.device != 'auto' else None)
+    ev_dl = Loader(eval_df.drop(columns='label'), cache, bs=cfg.batch_size * 2, device=pick_device(cfg.device))
     rows = {}
     for kind in kinds:
         fold, oof, evp = folds[kind], np.zeros((len(df), N_CLASSES)), []
         for f in range(k):
-            res = train_run(replace(cfg, fold=-1), df[fold != f].reset_index(drop=True), df[fold == f].reset_index(drop=True),
-                            None, progress=progress, build_cache=False)
+            res = train_run(replace(cfg, fold=-1), *split_rows(df, fold, f), None, progress=progress, make_cache=False)
             oof[fold == f] = res['valid_probs'].numpy()
             evp.append(predict(res['trainer'].model, ev_dl)[0].numpy())
-        so, se = _scores(df['label'].to_numpy(), oof), _scores(eval_df['label'].to_numpy(), np.mean(evp, 0))
+        so, se = scores(df['label'].to_numpy(), oof), scores(eval_df['label'].to_numpy(), np.mean(evp, 0))
         rows[kind] = {'OOF macro F1': so['f1'], 'eval macro F1': se['f1'], 'OOF - eval': so['f1'] - se['f1'],
                       'OOF gender F1': so['f1_gender'], 'eval gender F1': se['f1_gender'], 'OOF age F1': so['f1_age'], 'eval age F1': se['f1_age']}
     return pd.DataFrame(rows).T

@@ -17,7 +17,8 @@ from optuna.trial import TrialState
 
 from .labels import macro_f1
 from .config import Config, ConfigError, config_from_dict, save_config
-from .train import new_run_dir, train_run
+from .runs import new_run_dir
+from .train import train_run
 from .cv import load_folds, person_folds, save_folds, score_oof, split_for, train_fold
 from .ensemble import bootstrap_people
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_loader.ipynb #67e6a0a0
 from __future__ import annotations
-import ctypes, os
+import ctypes, math, os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .labels import N_CLASSES
 from .cache import ImageCache
 from .augment import Augment, eval_transform
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'shuffled', 'undersample', 'oversample', 'class_weights', 'weighted', 'tune_malloc', 'batch_generator',
-           'Loader']
+__all__ = ['SAMPLERS', 'shuffled', 'undersample', 'oversample', 'class_weights', 'weighted', 'tune_malloc', 'pick_device',
+           'batch_generator', 'Loader', 'ToyBatches', 'toy_data']
 
 # %% ../nbs/06_loader.ipynb #2180d04d
 def _units(labels, groups=None):
@@ -93,8 +94,13 @@ def tune_malloc(keep: int = 2**30) -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_TRIM_THRESHOLD, keep)) & bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20))
 
-def _default_device():
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+def pick_device(name: str = 'auto') -> torch.device:
+    "The device to run on: `auto` picks CUDA when available."
+    if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    dev = torch.device(name)
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available: use --device cpu (or auto)")
+    return dev
 
 def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
     "The torch generator of batch `batch` of epoch `epoch`: a pure function of the three numbers."
@@ -117,7 +123,7 @@ class Loader:
         self.df, self.cache, self.bs, self.train, self.seed, self.with_idx = df, cache, bs, train, seed, with_idx
         self.sampler, self.epoch_len, self.drop_last = sampler, epoch_len, bool(train if drop_last is None else drop_last)
         self.tfm = tfm if tfm is not None else (Augment() if train else eval_transform)
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = torch.device(device) if device is not None else pick_device()
         self.on_cpu = self.device.type == 'cpu'
         if self.on_cpu: tune_malloc()
         self.workers = workers or min(4, os.cpu_count() or 1)
@@ -184,3 +190,24 @@ class Loader:
                     xb, yb = self._transform(xb, yb, epoch, k)
                 yield (xb, yb, torch.from_numpy(ib)) if self.with_idx else (xb, yb)
         finally: torch.set_num_threads(n_threads)   # torch keeps the last count set by any thread as the default for new ones
+
+# %% ../nbs/06_loader.ipynb #d5c8e415
+class ToyBatches:
+    "In-memory `(xb, yb)` batches, reshuffled per epoch from (seed, epoch): a stand-in loader for lessons and tests."
+    def __init__(self, x, y, bs=32, shuffle=False, seed=0):
+        self.x, self.y, self.bs, self.shuffle, self.seed, self.epoch = x, y, bs, shuffle, seed, 0
+    def set_epoch(self, epoch): self.epoch = epoch
+    def __len__(self): return math.ceil(len(self.x) / self.bs)
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        idx = torch.randperm(len(self.x), generator=g) if self.shuffle else torch.arange(len(self.x))
+        for i in range(0, len(idx), self.bs): yield self.x[idx[i:i + self.bs]], self.y[idx[i:i + self.bs]]
+
+def toy_data(n: int = 360, seed: int = 0, noise: float = 0.3):
+    "Images (n, 3, 24, 16) where class c is a bright square at its own cell of a 6 x 3 grid."
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % N_CLASSES
+    x = noise * torch.randn(n, 3, 24, 16, generator=g)
+    for i, c in enumerate(y.tolist()):
+        r, col = divmod(c, 3); x[i, :, r * 4:r * 4 + 4, col * 5:col * 5 + 4] += 1.0
+    return x, y

@@ -4,67 +4,35 @@
 
 # %% ../nbs/13_train.ipynb #0829b08e
 from __future__ import annotations
-import csv, json, math, os, random, time
+import math, time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+import torch.distributed as dist
 import torch.nn as nn
+from fastcore.basics import patch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .labels import CLASS_NAMES, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, age_group, class_name, confusion, decode, encode, scores, short_name
-from .cache import ImageCache, build_cache
+from .labels import N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, age_group, decode, encode, scores
 from .augment import (IMAGENET_MEAN, IMAGENET_STD, Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise,
-                             ResizedCrop, denormalize)
-from .loader import SAMPLERS, Loader
-from .models import class_log_probs, create_model, freeze_backbone, unfreeze
+                             ResizedCrop)
+from .loader import SAMPLERS, Loader, pick_device
+from .models import create_model, freeze_backbone, unfreeze
 from .losses import inverse_frequency_weights, make_loss
-from .config import Config, save_config
+from .config import Config
+from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, open_cache, rng_state, seed_everything,
+                             set_rng_state)
+from .predict import hard_targets, predict
+from .runs import RunLogger, load_best
 
 # %% auto #0
-__all__ = ['pick_device', 'autocast_dtype', 'cpu_threads', 'seed_everything', 'rng_state', 'set_rng_state', 'param_groups',
-           'make_optimizer', 'lr_factor', 'make_scheduler', 'dist_info', 'setup_distributed', 'gather_rows',
-           'ShardedLoader', 'predict', 'hard_targets', 'make_ema', 'new_run_dir', 'plot_confusion', 'plot_predictions',
-           'Trainer', 'load_best', 'load_run', 'ToyBatches', 'toy_data', 'read_events', 'augment_from_config',
-           'training_labels', 'loss_from_config', 'open_cache', 'train_run']
-
-# %% ../nbs/13_train.ipynb #79e646b8
-def pick_device(name: str = 'auto') -> torch.device:
-    "The device to train on: `auto` picks CUDA when available."
-    if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    dev = torch.device(name)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available: use --device cpu (or auto)")
-    return dev
-
-def autocast_dtype(device: torch.device, amp: bool = True):
-    "bf16 or fp16 for autocast on CUDA, None (fp32) on CPU or with amp off."
-    if not amp or device.type != 'cuda': return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-def cpu_threads(loader=None) -> int:
-    "Threads for the model on a CPU: the cores that `loader`'s worker threads leave free (at least 1)."
-    return max(1, (os.cpu_count() or 1) - getattr(loader, 'workers', 0))
-
-def seed_everything(seed: int):
-    "Seed Python, numpy and torch (all devices)."
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-
-def rng_state() -> dict:
-    "Every global random state, for a checkpoint."
-    s = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
-    if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
-    return s
-
-def set_rng_state(s: dict):
-    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
-    if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+__all__ = ['param_groups', 'make_optimizer', 'lr_factor', 'make_scheduler', 'make_ema', 'Trainer', 'augment_from_config',
+           'training_labels', 'loss_from_config', 'train_run']
 
 # %% ../nbs/13_train.ipynb #b7cbdf5f
 def param_groups(model: nn.Module, weight_decay: float) -> list:
@@ -98,109 +66,11 @@ def make_scheduler(opt, cfg: Config, steps_per_epoch: int):
     f = lambda s: lr_factor(s, total, warm, cfg.schedule, cfg.step_epochs * steps_per_epoch, cfg.step_gamma)
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
 
-# %% ../nbs/13_train.ipynb #59e79fca
-import os
-import torch.distributed as dist
-
-def dist_info() -> tuple[int, int]:
-    "(rank, world size) of this process; (0, 1) when not distributed."
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-
-def setup_distributed(device: str = 'auto') -> tuple[int, int]:
-    "Join the process group that `torchrun` describes in the environment (nccl on CUDA, gloo on CPU); (0, 1) without torchrun."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1 or dist_info()[1] > 1: return dist_info()
-    cuda = torch.cuda.is_available() and device != 'cpu'
-    if cuda: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
-    dist.init_process_group('nccl' if cuda else 'gloo')
-    return dist_info()
-
-def gather_rows(ids: torch.Tensor, *tensors):
-    "Tensors whose rows are this process's share (row positions `ids`), gathered from every process and put in row order."
-    if dist_info()[1] > 1:
-        parts = [None] * dist_info()[1]
-        dist.all_gather_object(parts, (ids, *tensors))
-        ids = torch.cat([p[0] for p in parts]); tensors = [torch.cat([p[i + 1] for p in parts]) for i in range(len(tensors))]
-    order = torch.argsort(ids)
-    if (ids[order] != torch.arange(len(ids))).any(): raise RuntimeError('gathered rows are not each row exactly once')
-    return tuple(t[order] if len(t) else t for t in tensors)
-
-class ShardedLoader(Loader):
-    "A `Loader` serving process `rank` of `world` its share of each epoch: training batches cut evenly, evaluation rows disjoint."
-    def __init__(self, *args, rank: int = 0, world: int = 1, **kw):
-        super().__init__(*args, **kw)
-        self.rank, self.world = rank, world
-        if not self.train: self.with_idx = True
-    def order(self, epoch=None):
-        idx = super().order(epoch)
-        if self.train: idx = idx[:len(idx) // self.world * self.world]     # equal counts: every process takes the same steps
-        return idx[self.rank::self.world]
-    def _transform(self, xb, yb, epoch, k):                                  # distinct augmentation in each process
-        return super()._transform(xb, yb, epoch, k * self.world + self.rank)
-
-# %% ../nbs/13_train.ipynb #6af51a65
-@torch.no_grad()
-def predict(model: nn.Module, dl, device=None, dtype=None, keep_images: int = 0):
-    "18-class probabilities (float32, CPU) for every batch of `dl`, the targets, and the first `keep_images` inputs."
-    model.eval()
-    device = device or next(model.parameters()).device
-    probs, ys, ids, imgs = [], [], [], []
-    for b in dl:
-        xb, yb = b[0], b[1]
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            lp = class_log_probs(model(xb))
-        probs.append(lp.float().exp().cpu())
-        if yb is not None: ys.append(yb.cpu())                 # unlabelled data (eval) yields None
-        if len(b) > 2: ids.append(b[2].cpu())                   # row positions, from a sharded (multi-process) loader
-        if keep_images and sum(len(i) for i in imgs) < keep_images: imgs.append(xb[:keep_images].float().cpu())
-    p = torch.cat(probs) if probs else torch.empty(0, N_CLASSES)
-    y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long)
-    if ids: p, y = gather_rows(torch.cat(ids), p, y)
-    return p, y, (torch.cat(imgs)[:keep_images] if imgs else None)
-
-def hard_targets(y: torch.Tensor) -> torch.Tensor:
-    "Class indices from hard (N,) or soft (N, 18) targets."
-    return y.argmax(-1) if y.ndim == 2 else y
-
 # %% ../nbs/13_train.ipynb #e54b7738
 def make_ema(model: nn.Module, decay: float):
     "An EMA copy of `model` (None when decay is 0)."
     if not decay: return None
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-# %% ../nbs/13_train.ipynb #4d5f1b41
-def new_run_dir(path) -> Path:
-    "Create and return `path`, or `path2`, `path3`, ... when it exists and is not empty."
-    path = Path(path)
-    cand, i = path, 1
-    while cand.exists() and any(cand.iterdir()):
-        i += 1; cand = path.with_name(f'{path.name}{i}')
-    cand.mkdir(parents=True, exist_ok=True)
-    return cand
-
-# %% ../nbs/13_train.ipynb #e4adb1a9
-def plot_confusion(cm: np.ndarray, title: str = ''):
-    "Heat map of an 18 x 18 confusion matrix with class names, counts in the cells."
-    fig, ax = plt.subplots(figsize=(9, 8))
-    ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap='Blues', vmin=0, vmax=1)
-    for i, j in zip(*np.nonzero(cm)): ax.text(j, i, int(cm[i, j]), ha='center', va='center', fontsize=6)
-    ax.set_xticks(range(N_CLASSES), CLASS_NAMES, rotation=90, fontsize=6); ax.set_yticks(range(N_CLASSES), CLASS_NAMES, fontsize=6)
-    ax.set_xlabel('predicted'); ax.set_ylabel('true'); ax.set_title(title or 'confusion matrix (row-normalised colour, counts)')
-    fig.tight_layout()
-    return fig
-
-def plot_predictions(imgs: torch.Tensor, y, pred, n: int = 16, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    "Grid of (normalised) images titled with true (T) and predicted (P) mask/gender/age; mistakes in red."
-    n = min(n, len(imgs)); cols = min(8, n); rows = max(1, -(-n // cols))
-    fig, axs = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 2.3), squeeze=False)
-    x = denormalize(imgs[:n], mean, std).clamp(0, 1)
-    for i, ax in enumerate(axs.flat):
-        ax.axis('off')
-        if i >= n: continue
-        ax.imshow(x[i].permute(1, 2, 0).numpy())
-        ok = int(y[i]) == int(pred[i])
-        ax.set_title(f'T {short_name(y[i])}\nP {short_name(pred[i])}', fontsize=6, color='black' if ok else 'red')
-    fig.tight_layout()
-    return fig
 
 # %% ../nbs/13_train.ipynb #7302a5cd
 class Trainer:
@@ -233,7 +103,7 @@ class Trainer:
         self.ema = make_ema(self.model, cfg.ema)
         self.epoch, self.best, self.bad_epochs, self.history, self.top = 0, -1.0, 0, [], []
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.writer = self.wandb = None
+        self.logger = None
 
     # -- one epoch of training
     def train_epoch(self) -> float:
@@ -275,44 +145,41 @@ class Trainer:
     def fit(self) -> list:
         "Train from the current epoch to `cfg.epochs` (or early stop); returns the history."
         cfg = self.cfg
-        self._open_logs()
-        threads = torch.get_num_threads()
-        if self.device.type == 'cpu': torch.set_num_threads(cpu_threads(self.train_dl))
-        try:
-            while self.epoch < cfg.epochs:
-                t0 = time.time()
-                lr = self.opt.param_groups[0]['lr']
-                train_loss = self.train_epoch()
-                ev = self.evaluate(keep_images=16 if self.writer else 0)
-                ev_ema = self.evaluate(self.ema.module) if self.ema is not None else None
-                use_ema = ev_ema is not None and ev_ema['metrics']['f1'] > ev['metrics']['f1']
-                chosen = ev_ema if use_ema else ev
-                row = dict(epoch=self.epoch + 1, train_loss=train_loss, lr=lr, valid_images=len(ev['y']), **{f'valid_{k}': v for k, v in ev['metrics'].items()})
-                if ev_ema is not None: row.update({f'ema_{k}': v for k, v in ev_ema['metrics'].items()})
-                row.update(score=chosen['metrics']['f1'], weights='ema' if use_ema else 'raw', seconds=time.time() - t0)
-                self.history.append(row)
-                improved = row['score'] > self.best
-                if improved: self.best, self.bad_epochs = row['score'], 0
-                else: self.bad_epochs += 1
-                self.epoch += 1
-                self._save(row, improved, use_ema)
-                self._log(row, ev, chosen)
-                if self.progress:
-                    tqdm.write(f"epoch {row['epoch']:>3}/{cfg.epochs}  loss {train_loss:.4f}  valid f1 {ev['metrics']['f1']:.4f} "
-                               f"acc {ev['metrics']['acc']:.4f} (mask {ev['metrics']['f1_mask']:.3f} gender {ev['metrics']['f1_gender']:.3f} "
-                               f"age {ev['metrics']['f1_age']:.3f})" + (f"  ema f1 {ev_ema['metrics']['f1']:.4f}" if ev_ema else '')
-                               + ('  *best*' if improved else '') + f"  {row['seconds']:.1f}s")
-                if self.on_epoch is not None: self.on_epoch(row)
-                if cfg.patience and self.bad_epochs >= cfg.patience:
-                    if self.progress: tqdm.write(f'early stop: no better macro F1 for {cfg.patience} epochs (best {self.best:.4f})')
-                    break
-        finally:
-            self._close_logs(); torch.set_num_threads(threads)
+        if self.run_dir is not None and not self.rank: self.logger = RunLogger(self.run_dir, cfg, self.mean, self.std)
+        with model_threads(self.device, self.train_dl):       # a CPU model leaves the loader its cores
+            try:
+                while self.epoch < cfg.epochs:
+                    t0 = time.time()
+                    lr = self.opt.param_groups[0]['lr']
+                    train_loss = self.train_epoch()
+                    ev = self.evaluate(keep_images=16 if self.logger and self.logger.writer else 0)
+                    ev_ema = self.evaluate(self.ema.module) if self.ema is not None else None
+                    use_ema = ev_ema is not None and ev_ema['metrics']['f1'] > ev['metrics']['f1']
+                    chosen = ev_ema if use_ema else ev
+                    row = dict(epoch=self.epoch + 1, train_loss=train_loss, lr=lr, valid_images=len(ev['y']), **{f'valid_{k}': v for k, v in ev['metrics'].items()})
+                    if ev_ema is not None: row.update({f'ema_{k}': v for k, v in ev_ema['metrics'].items()})
+                    row.update(score=chosen['metrics']['f1'], weights='ema' if use_ema else 'raw', seconds=time.time() - t0)
+                    self.history.append(row)
+                    improved = row['score'] > self.best
+                    if improved: self.best, self.bad_epochs = row['score'], 0
+                    else: self.bad_epochs += 1
+                    self.epoch += 1
+                    self._save(row, improved, use_ema)
+                    if self.logger is not None: self.logger.log(row, ev, chosen)
+                    if self.progress:
+                        tqdm.write(f"epoch {row['epoch']:>3}/{cfg.epochs}  loss {train_loss:.4f}  valid f1 {ev['metrics']['f1']:.4f} "
+                                   f"acc {ev['metrics']['acc']:.4f} (mask {ev['metrics']['f1_mask']:.3f} gender {ev['metrics']['f1_gender']:.3f} "
+                                   f"age {ev['metrics']['f1_age']:.3f})" + (f"  ema f1 {ev_ema['metrics']['f1']:.4f}" if ev_ema else '')
+                                   + ('  *best*' if improved else '') + f"  {row['seconds']:.1f}s")
+                    if self.on_epoch is not None: self.on_epoch(row)
+                    if cfg.patience and self.bad_epochs >= cfg.patience:
+                        if self.progress: tqdm.write(f'early stop: no better macro F1 for {cfg.patience} epochs (best {self.best:.4f})')
+                        break
+            finally:
+                if self.logger is not None: self.logger.close(self.history); self.logger = None
         return self.history
 
 # %% ../nbs/13_train.ipynb #9f1a13ba
-from fastcore.basics import patch
-
 def _ckpt_model(model):
     return getattr(model, '_orig_mod', model).state_dict()
 
@@ -357,98 +224,6 @@ def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
     tmp = d / 'last.pt.tmp'
     torch.save(self.state(), tmp); tmp.replace(d / 'last.pt')   # never a half-written last.pt
 
-def load_best(run_dir, model: nn.Module) -> dict:
-    "Load `run_dir/best.pt` into `model`; return the checkpoint's metadata."
-    p = Path(run_dir) / 'best.pt'
-    if not p.exists(): raise FileNotFoundError(f'{p} not found: is {run_dir} a finished training run?')
-    s = torch.load(p, map_location='cpu', weights_only=False)
-    model.load_state_dict(s['model'])
-    return {k: v for k, v in s.items() if k != 'model'}
-
-def load_run(run_dir, device='cpu') -> tuple[nn.Module, Config]:
-    "The best model of a run folder, in eval mode on `device`, and the run's config (no download: best.pt holds every weight)."
-    from maskcls.config import load_config
-    cfg = load_config(Path(run_dir) / 'config.yaml')
-    model = create_model(cfg.model, None, cfg.heads)
-    load_best(run_dir, model)
-    return model.to(device).eval(), cfg
-
-# %% ../nbs/13_train.ipynb #da91641b
-_HPARAMS = ('model', 'heads', 'weights', 'img_size', 'loss', 'label_smoothing', 'optimizer', 'lr', 'weight_decay', 'schedule',
-            'epochs', 'batch_size', 'sampler', 'mix', 'ema', 'old_age', 'seed')
-
-@patch
-def _open_logs(self: Trainer):
-    if self.run_dir is None or self.rank: return
-    save_config(self.cfg, self.run_dir / 'config.yaml')
-    if self.cfg.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-        self.writer = SummaryWriter(str(self.run_dir / 'tb'))
-    if self.cfg.wandb != 'disabled':
-        try: import wandb
-        except ImportError: raise ImportError("wandb logging was asked for but wandb is not installed: pip install wandb, or use --wandb disabled") from None
-        self.wandb = wandb.init(project=self.cfg.wandb_project, name=self.run_dir.name, dir=str(self.run_dir),
-                                mode=self.cfg.wandb, config=asdict(self.cfg), resume='allow')
-
-@patch
-def _log(self: Trainer, row: dict, ev: dict, chosen: dict):
-    if self.writer is not None:
-        w, e = self.writer, row['epoch']
-        for k, v in row.items():
-            if isinstance(v, (int, float)) and k not in ('epoch',):
-                w.add_scalar(k.replace('valid_', 'valid/').replace('ema_', 'ema/').replace('train_loss', 'train/loss').replace('lr', 'train/lr') if k != 'score' else 'valid/score', v, e)
-        pred = chosen['probs'].argmax(-1)
-        fig = plot_confusion(confusion(chosen['y'].numpy(), pred.numpy()), f"epoch {e}: macro F1 {row['score']:.4f}")
-        w.add_figure('valid/confusion', fig, e); plt.close(fig)
-        if ev['imgs'] is not None:
-            fig = plot_predictions(ev['imgs'], ev['y'], ev['probs'].argmax(-1), mean=self.mean, std=self.std)
-            w.add_figure('valid/predictions', fig, e); plt.close(fig)
-        for c in range(N_CLASSES):
-            if (chosen['y'] == c).any(): w.add_pr_curve(f'pr/{c:02d}_{class_name(c, "_")}', chosen['y'] == c, chosen['probs'][:, c], e)
-        w.flush()
-    if self.wandb is not None: self.wandb.log(row, step=row['epoch'])
-
-@patch
-def _close_logs(self: Trainer):
-    if self.writer is not None:
-        if self.history:
-            hp = {k: (str(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items() if k in _HPARAMS}
-            best = max(self.history, key=lambda r: r['score'])
-            self.writer.add_hparams(hp, {'hparam/best_f1': best['score'], 'hparam/best_epoch': best['epoch'],
-                                         'hparam/last_f1': self.history[-1]['score']}, run_name='hparams')
-        self.writer.close(); self.writer = None
-    if self.wandb is not None: self.wandb.finish(); self.wandb = None
-
-# %% ../nbs/13_train.ipynb #e43787e1
-class ToyBatches:
-    "In-memory `(xb, yb)` batches, reshuffled per epoch from (seed, epoch): a stand-in loader for lessons and tests."
-    def __init__(self, x, y, bs=32, shuffle=False, seed=0):
-        self.x, self.y, self.bs, self.shuffle, self.seed, self.epoch = x, y, bs, shuffle, seed, 0
-    def set_epoch(self, epoch): self.epoch = epoch
-    def __len__(self): return math.ceil(len(self.x) / self.bs)
-    def __iter__(self):
-        idx = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch)) if self.shuffle else torch.arange(len(self.x))
-        for i in range(0, len(idx), self.bs): yield self.x[idx[i:i + self.bs]], self.y[idx[i:i + self.bs]]
-
-def toy_data(n: int = 360, seed: int = 0, noise: float = 0.3):
-    "Images (n, 3, 24, 16) where class c is a bright square at its own cell of a 6 x 3 grid."
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % N_CLASSES
-    x = noise * torch.randn(n, 3, 24, 16, generator=g)
-    for i, c in enumerate(y.tolist()):
-        r, col = divmod(c, 3); x[i, :, r * 4:r * 4 + 4, col * 5:col * 5 + 4] += 1.0
-    return x, y
-
-# %% ../nbs/13_train.ipynb #13ae4faf
-def read_events(run_dir) -> dict:
-    "Scalars (tag -> DataFrame of step, value) and the other tags from a run's TensorBoard events."
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    ea = EventAccumulator(str(Path(run_dir) / 'tb'), size_guidance={'images': 0, 'scalars': 0, 'tensors': 0})
-    ea.Reload()
-    tags = ea.Tags()
-    sc = {t: pd.DataFrame([(e.step, e.value) for e in ea.Scalars(t)], columns=['step', 'value']) for t in tags['scalars']}
-    return dict(scalars=sc, images=tags['images'], tensors=tags['tensors'])
-
 # %% ../nbs/13_train.ipynb #4f0f7d0b
 def augment_from_config(cfg: Config) -> Augment:
     "The on-device training augmentation that `cfg` describes (ops with probability 0 are left out)."
@@ -481,18 +256,13 @@ def loss_from_config(cfg: Config, labels) -> nn.Module:
     if power: kw['weight'] = inverse_frequency_weights(labels, N_CLASSES, power)
     return make_loss(cfg.loss, **kw)
 
-def open_cache(cfg: Config, paths, build: bool = True, progress: bool = True) -> ImageCache:
-    "The image cache for `cfg.img_size`, brought up to date for `paths` (or only opened, when another process built it)."
-    if build: return build_cache(paths, cfg.cache_dir, cfg.img_size, workers=cfg.workers or None, progress=progress)
-    return ImageCache(cfg.cache_dir, cfg.img_size)
-
 def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_dir=None, resume: bool = False,
-              progress: bool = True, build_cache: bool = True, on_epoch=None) -> dict:
+              progress: bool = True, make_cache: bool = True, on_epoch=None) -> dict:
     "Train on `train_df`, validate on `valid_df` (official labels), write `run_dir`; return history, best score and validation probabilities."
     rank, world = dist_info()
     device = torch.device(f'cuda:{torch.cuda.current_device()}') if world > 1 and cfg.device != 'cpu' and torch.cuda.is_available() else pick_device(cfg.device)
     seed_everything(cfg.seed)
-    cache = open_cache(cfg, pd.concat([train_df['path'], valid_df['path']]), build_cache and rank == 0, progress and rank == 0)
+    cache = open_cache(cfg, pd.concat([train_df['path'], valid_df['path']]), make_cache and rank == 0, progress and rank == 0)
     if world > 1:
         dist.barrier()                                              # process 0 has built the cache
         cache = open_cache(cfg, [], build=False)

@@ -4,6 +4,8 @@
 
 # %% ../nbs/15_tta.ipynb #ca243192
 from __future__ import annotations
+from dataclasses import replace
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -13,18 +15,17 @@ import torch.nn as nn
 
 from .labels import N_CLASSES, scores
 from .augment import IMAGENET_MEAN, IMAGENET_STD, affine_theta, denormalize, normalize, warp
-from .models import class_log_probs
-from .train import autocast_dtype, cpu_threads, hard_targets, load_run, open_cache, pick_device
-from .loader import Loader
+from .loader import Loader, pick_device
 from .config import load_config
+from .runtime import autocast_dtype, model_threads, open_cache
+from .predict import hard_targets, predict
+from .runs import load_run, run_dirs
 from .cv import image_fold, load_folds
-from pathlib import Path
-from dataclasses import replace
 
 # %% auto #0
 __all__ = ['VIEW_FNS', 'VIEW_PARAM_FNS', 'TTA_PRESETS', 'MERGES', 'identity', 'flip_lr', 'flip_ud', 'rot180', 'zoom', 'brighten',
-           'View', 'make_view', 'get_views', 'merge_probs', 'TTAResult', 'tta_predict', 'tta_scores', 'run_dirs',
-           'predict_dir', 'tta_oof']
+           'View', 'make_view', 'get_views', 'merge_probs', 'TTAResult', 'tta_predict', 'tta_scores', 'predict_dir',
+           'tta_oof']
 
 # %% ../nbs/15_tta.ipynb #b26d09a7
 def identity(x: torch.Tensor) -> torch.Tensor:
@@ -125,25 +126,12 @@ class TTAResult(NamedTuple):
     y: torch.Tensor            # targets as the loader yielded them
     names: tuple               # the V view names
 
-def _view_log_probs(model, xb, views, dtype, max_batch) -> torch.Tensor:
-    "Class log-probabilities (V, n, 18) of the views of one batch, at most `max_batch` images per forward pass."
-    n = len(xb)
-    per_call = len(views) if not max_batch else max(1, max_batch // max(n, 1))   # views stacked per call
-    out = []
-    for i in range(0, len(views), per_call):
-        x = torch.cat([v(xb) for v in views[i:i + per_call]])
-        step = max_batch or len(x)
-        for j in range(0, len(x), step):
-            with torch.autocast(xb.device.type, dtype=dtype, enabled=dtype is not None):
-                out.append(class_log_probs(model(x[j:j + step])).float())
-    return torch.cat(out).view(len(views), n, -1)
-
 @torch.no_grad()
 def tta_predict(model: nn.Module, dl,              # a model, and a loader yielding (xb, yb) normalised batches
                 views='face',                      # preset, view names or a list of views (see `get_views`)
                 merge: str = 'mean',               # 'mean', 'gmean' or 'max' over the views' probabilities
                 device=None,                       # where to run (default: where the model is)
-                dtype=None,                        # autocast dtype (default: `train.autocast_dtype(device, amp)`)
+                dtype=None,                        # autocast dtype (default: `runtime.autocast_dtype(device, amp)`)
                 amp: bool = True,                  # False: fp32 everywhere
                 max_batch: int | None = None,      # most images per forward pass (None: all views of a batch at once)
                 mean=IMAGENET_MEAN, std=IMAGENET_STD,  # the loader's normalisation (for brightness views)
@@ -153,17 +141,7 @@ def tta_predict(model: nn.Module, dl,              # a model, and a loader yield
     if merge not in MERGES: raise ValueError(f'unknown merge {merge!r}: expected one of {MERGES}')
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = dtype if dtype is not None else autocast_dtype(device, amp)
-    was_training = model.training
-    model.eval()
-    probs, ys = [], []
-    try:
-        for xb, yb in dl:
-            lp = _view_log_probs(model, xb.to(device, non_blocking=True), vs, dtype, max_batch)
-            probs.append(lp.exp().cpu())
-            if yb is not None: ys.append(yb.cpu())     # unlabelled (eval) loaders yield None
-    finally: model.train(was_training)
-    vp = torch.cat(probs, 1) if probs else torch.empty(len(vs), 0, N_CLASSES)
-    y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long)
+    vp, y, _ = predict(model, dl, device, dtype, views=vs, max_batch=max_batch)
     return TTAResult(merge_probs(vp, merge), vp, y, tuple(v.name for v in vs))
 
 # %% ../nbs/15_tta.ipynb #502c6309
@@ -175,14 +153,6 @@ def tta_scores(res: TTAResult, merges=MERGES) -> pd.DataFrame:
     return pd.DataFrame(rows).T
 
 # %% ../nbs/15_tta.ipynb #b9bfb380
-def run_dirs(path) -> list[Path]:
-    "The run folders in `path`: itself when it holds best.pt, else its `fold*/` runs (a CV folder)."
-    path = Path(path)
-    if (path / 'best.pt').exists(): return [path]
-    folds = sorted((d for d in path.glob('fold*') if (d / 'best.pt').exists()), key=lambda d: int(d.name[4:]) if d.name[4:].isdigit() else 0)
-    if not folds: raise FileNotFoundError(f'{path} holds no best.pt and no fold*/best.pt: pass a finished training run or CV folder')
-    return folds
-
 def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', device=None, batch_size: int | None = None,
                 cache_dir: str | None = None, progress: bool = True) -> dict:
     "Probabilities for the images of `df` from every model in a run or CV folder, with TTA; averaged over the models."
@@ -192,14 +162,12 @@ def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', devic
     device = pick_device(str(device) if device else cfg.device)
     cache = open_cache(cfg, df['path'], progress=progress)
     dl = Loader(df, cache, bs=batch_size or cfg.batch_size * 2, device=device)
-    members, threads = [], torch.get_num_threads()
-    if device.type == 'cpu': torch.set_num_threads(cpu_threads(dl))     # no oversubscribed cores (see the training notebook)
-    try:
+    members = []
+    with model_threads(device, dl):                                    # no oversubscribed cores (see the runtime lesson)
         for d in dirs:
             model, c = load_run(d, device)
             if tuple(c.img_size) != tuple(cfg.img_size): raise ValueError(f'{d} was trained at {c.img_size}, {dirs[0]} at {cfg.img_size}: a fold ensemble needs one size')
             members.append(tta_predict(model, dl, views, merge, device=device, amp=cfg.amp))
-    finally: torch.set_num_threads(threads)
     return dict(dirs=dirs, names=members[0].names, members=[m.probs for m in members], member_views=[m.view_probs for m in members],
                 probs=torch.stack([m.probs for m in members]).mean(0))
 

@@ -17,7 +17,9 @@ from maskcls.hpo import (SPACE, best_config, bootstrap_f1, check_space, grid_spa
 from maskcls.layout import read_train
 from maskcls.models import create_model
 from maskcls.synth import make_dataset
-from maskcls.train import ToyBatches, Trainer, seed_everything, toy_data, train_run
+from maskcls.loader import ToyBatches, toy_data
+from maskcls.runtime import seed_everything
+from maskcls.train import Trainer, train_run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

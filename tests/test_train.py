@@ -7,7 +7,9 @@ import torch.nn as nn
 
 from maskcls.config import Config
 from maskcls.models import create_model
-from maskcls.train import ToyBatches, Trainer, new_run_dir, toy_data
+from maskcls.loader import ToyBatches, toy_data
+from maskcls.runs import new_run_dir
+from maskcls.train import Trainer
 
 
 def toy_trainer(tmp_path, **kw):

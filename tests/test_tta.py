@@ -4,7 +4,8 @@ import torch
 import torch.nn as nn
 from maskcls.labels import N_CLASSES
 from maskcls.models import ThreeHeadOutput, create_model, log_joint
-from maskcls.train import ToyBatches, predict, toy_data
+from maskcls.loader import ToyBatches, toy_data
+from maskcls.predict import predict
 from maskcls.tta import MERGES, View, get_views, merge_probs, tta_predict, tta_scores, flip_lr
 
 
