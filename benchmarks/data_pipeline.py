@@ -83,7 +83,6 @@ def part_baseline(args) -> dict:
 
 def part_maskcls(args) -> dict:
     "(b) decode once into the cache, then batched augmentation on the CPU."
-    import torch
     from maskcls.cache import build_cache
     from maskcls.augment import Augment, Flip, Affine, ColorJitter
     from maskcls.loader import Loader

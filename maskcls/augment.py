@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .labels import N_CLASSES
 
 # %% auto #0
-__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'IDENTITY', 'FLIP', 'GREY', 'to_float', 'normalize', 'denormalize', 'center_crop',
+__all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'IDENTITY', 'FLIP', 'LUMA', 'to_float', 'normalize', 'denormalize', 'center_crop',
            'eval_transform', 'only_where', 'Op', 'affine_theta', 'affine_grid', 'warp', 'Affine', 'hflip', 'Flip',
            'crop_theta', 'ResizedCrop', 'compose_theta', 'colour_matrix', 'jitter_colour', 'shift_hue', 'ColorJitter',
            'hash_uniform', 'hash_normal', 'add_noise', 'Noise', 'box_mask', 'erase', 'Erase', 'mixup', 'cutmix',
@@ -214,20 +214,20 @@ def compose_theta(thetas) -> torch.Tensor:
     return t[:, :2].float()
 
 # %% ../nbs/05_augment.ipynb #9e6ff831
-GREY = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)          # ITU-R BT.601 luma weights of R, G, B
 
 def colour_matrix(brightness, contrast, saturation):
     "Per-sample colour matrices (N, 3, 3) and grey offsets (N,) for the factors given (1, 1, 1 is no change)."
     b, c, s = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in (brightness, contrast, saturation))
     n = max(len(b), len(c), len(s)); b, c, s = (v.expand(n) for v in (b, c, s))
-    eye, grey = torch.eye(3, dtype=torch.float64), torch.tensor(GREY, dtype=torch.float64)
+    eye, grey = torch.eye(3, dtype=torch.float64), torch.tensor(LUMA, dtype=torch.float64)
     sat = s[:, None, None] * eye + (1 - s)[:, None, None] * grey.expand(3, 3)        # every row blends towards grey
     return (sat * (c * b)[:, None, None]).float(), ((1 - c) * b).float()          # x -> m @ x + offset * mean_grey(x)
 
 def jitter_colour(x: torch.Tensor, m: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     "Float RGB images (N, 3, H, W) mapped pixel by pixel by colour matrices `m` (N, 3, 3) plus `offset` x mean grey, clipped to [0, 1]."
     n = len(x); m, offset = m.to(x.device).expand(n, 3, 3), offset.to(x.device).reshape(-1).expand(n)
-    mean_grey = x.mean((2, 3)) @ _stat_tensor(GREY, x).view(3, 1)          # (N, 1): mean grey level of each image
+    mean_grey = x.mean((2, 3)) @ _stat_tensor(LUMA, x).view(3, 1)          # (N, 1): mean grey level of each image
     bias = (offset.view(n, 1) * mean_grey).view(n, 1, 1).expand(n, 3, 1)
     return torch.baddbmm(bias, m, x.reshape(n, 3, -1)).view_as(x).clamp_(0, 1)
 

@@ -6,7 +6,6 @@
 from __future__ import annotations
 from typing import Callable, NamedTuple
 import numpy as np
-import torch
 from scipy.stats import rankdata
 from .labels import N_CLASSES, N_MASK, N_GENDER, N_AGE, decode, encode, marginals, joint, macro_f1
 

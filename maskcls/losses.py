@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib, inspect
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn, Tensor
 from .labels import N_CLASSES, decode, marginals
 from .models import ThreeHeadOutput, class_log_probs

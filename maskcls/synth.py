@@ -15,11 +15,11 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm.auto import tqdm
 
-from .labels import MASK_STEMS, OLD_AGE, YOUNG_AGE, Mask, age_group, encode, gender_from_str
+from .labels import MASK_STEMS, Mask, age_group, encode, gender_from_str
 from .layout import GENDER_FIXES, MASK_SWAP_IDS
 
 # %% auto #0
-__all__ = ['W', 'H', 'STEMS', 'RACE', 'FEMALE_P', 'EXT_P', 'AGE_P', 'SKIN', 'HAIR', 'GREY', 'ACCESSORY', 'MASK_COLOURS',
+__all__ = ['W', 'H', 'STEMS', 'RACE', 'FEMALE_P', 'EXT_P', 'AGE_P', 'SKIN', 'HAIR', 'GREY_HAIR', 'ACCESSORY', 'MASK_COLOURS',
            'MASK_KINDS', 'PATTERNS', 'NOISE_COLUMNS', 'APPLEDOUBLE', 'DS_STORE', 'age_cues', 'gender_cues',
            'sample_people', 'sample_mask', 'sample_masks', 'draw_face', 'person_photos', 'add_label_noise', 'eval_ids',
            'make_dataset']
@@ -107,7 +107,7 @@ def gender_cues(rng, female) -> dict:
 # %% ../nbs/02_synth.ipynb #c7212bf3
 SKIN = ((252, 226, 206), (196, 146, 112))            # the lightest and the most tanned skin
 HAIR = {'black': (28, 24, 24), 'dark brown': (58, 40, 32), 'brown': (104, 70, 46), 'auburn': (112, 56, 38)}
-GREY = (196, 194, 190)
+GREY_HAIR = (196, 194, 190)
 ACCESSORY = ((20, 20, 20), (90, 60, 40), (200, 170, 90), (180, 180, 188))   # glasses frames and earrings
 
 def _muted(rng, n, lo, hi, sat):
@@ -134,7 +134,7 @@ def sample_people(n: int, seed: int = 0, stream: int = 0) -> pd.DataFrame:
     tan = np.clip(rng.beta(2.2, 2.2, n) + 0.12 * ~female, 0, 1)
     df = pd.DataFrame(dict(id=ids, gender=np.where(female, 'female', 'male'), race=RACE, age=age, **a, **g))
     df.insert(4, 'path', [f'{i}_{s}_{RACE}_{y}' for i, s, y in zip(df.id, df.gender, df.age)])
-    df['hair_colour'] = [_hex(_mix(HAIR[b], GREY, 0.85 * gr)) for b, gr in zip(base, a['grey'])]
+    df['hair_colour'] = [_hex(_mix(HAIR[b], GREY_HAIR, 0.85 * gr)) for b, gr in zip(base, a['grey'])]
     df['skin'] = [_skin(t, d) for t, d in zip(tan, np.clip((a['apparent_age'] - 20) / 45, 0, 1))]
     df['lipstick'] = [_hex(c) for c in rng.choice([(196, 52, 72), (176, 64, 92), (214, 96, 104), (160, 40, 50)], n)]
     df['accessory'] = [_hex(c) for c in rng.choice(ACCESSORY, n)]
@@ -359,7 +359,7 @@ def _draw_hair(d, p, pose):
     d.polygon(_flat(_xy(pose, np.r_[ox, ix[::-1]], np.r_[oy, iy[::-1]], np.zeros(2 * len(ox)))), fill=hair)
     srng = np.random.default_rng(int(p.look_seed) + 2)             # the same strands in every photo
     for k in range(len(ox)):
-        c = GREY if srng.random() < p.grey else _shade(hair, 0.7)
+        c = GREY_HAIR if srng.random() < p.grey else _shade(hair, 0.7)
         f = 0.3 * srng.uniform(0.1, 0.9)
         d.line(_flat(_xy(pose, [ox[k] * 0.97, ix[k] + f * (ox[k] - ix[k])], [oy[k] * 0.97 + 0.02, iy[k] + f * (oy[k] - iy[k])], [0, 0])),
                fill=c + (110,), width=_px(pose, 0.02))

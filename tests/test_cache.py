@@ -1,5 +1,5 @@
 "Image cache: pixels, odd image modes, corrupt files, rebuilds, multi-process and interrupted builds."
-import json, os, signal, struct, subprocess, sys, textwrap, time, warnings, zlib
+import json, os, signal, struct, subprocess, sys, textwrap, time, zlib
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import maskcls.cache as mc
-from maskcls.cache import CorruptImageError, ImageCache, build_cache, decode, load_image
+from maskcls.cache import CorruptImageError, ImageCache, build_cache, load_image
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,6 @@
 "Comparing two submissions: flags on a hand-made case, robust reading, clear errors, and a report whose page shows existing PNGs."
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

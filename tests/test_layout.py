@@ -193,7 +193,7 @@ def test_eval_reads_in_info_order(tmp_path):
 
 def test_eval_ids_without_extension_match_by_stem(tmp_path):
     ids = [f'{i:040x}' for i in range(3)]
-    ev = write_eval(tmp_path, ids, listed=ids)
+    write_eval(tmp_path, ids, listed=ids)
     assert len(read_eval(tmp_path)) == 3
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from maskcls.augment import Augment, light_augment, full_augment
+from maskcls.augment import light_augment, full_augment
 from maskcls.cache import build_cache
 from maskcls.loader import Loader, oversample, shuffled, undersample, weighted
 

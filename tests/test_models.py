@@ -3,7 +3,7 @@ import pytest
 import torch
 import torchvision
 from maskcls import models
-from maskcls.models import create_model, class_probs, freeze_backbone, unfreeze, n_params, ThreeHeadOutput
+from maskcls.models import create_model, class_probs, freeze_backbone, unfreeze, n_params
 from maskcls.losses import make_loss
 from maskcls.labels import marginals
 

@@ -1,5 +1,4 @@
 "Every bad submission and prediction file fails with a message that names the file, the line or the ids."
-import warnings
 import numpy as np
 import pandas as pd
 import pytest
