@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.maskcls-installed
 DEMO_ARGS ?=
 
-.PHONY: demo test install export readme clean-nbs check-clean check-export check-readme nbtest pytest slow
+.PHONY: demo test install export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/maskcls demo $(DEMO_ARGS)
 
 test: $(STAMP)
-	$(MAKE) --no-print-directory check-clean check-export check-readme nbtest pytest
+	$(MAKE) --no-print-directory check-clean check-export check-readme lint nbtest pytest
 
 # 1. notebooks are committed clean
 check-clean: $(STAMP)
@@ -33,10 +33,13 @@ check-export: $(STAMP)
 # 3. README.md is nbs/index.ipynb rendered (quarto is not available, so we render it ourselves)
 check-readme: $(STAMP)
 	$(BIN)/python tools/check.py readme --check
-# 4. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
+# 4. the code is tidy: unused imports, undefined names, imports at the top, lines <= 120 (config in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check maskcls tests tools benchmarks
+# 5. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
 nbtest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
-# 5. pytest last, so the run ends on pytest's summary line
+# 6. pytest last, so the run ends on pytest's summary line
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
