@@ -1,6 +1,7 @@
 # Two entry points, each does all set-up on a fresh machine:
 #   make demo   - the main job on the embedded synthetic data
 #   make test   - every check CI runs (.ci/run calls this)
+# and `make docs`, the course site in _docs/ (every notebook run as Jupyter's Run All does).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.maskcls-installed
 DEMO_ARGS ?=
 
-.PHONY: demo test install export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow
+.PHONY: demo test docs install browser export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +22,25 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/maskcls demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(MAKE) --no-print-directory check-clean check-export check-readme lint nbtest pytest
 
-# 1. notebooks are committed clean
+# the course site: JOBS notebooks run at once, TIMEOUT seconds per cell
+JOBS ?= 2
+TIMEOUT ?= 600
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py --jobs $(JOBS) --timeout $(TIMEOUT)
+
+# the browser tests (tests/test_browser.py) drive Debian's headless Chromium
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "make test needs Chromium: run 'sudo apt-get install chromium chromium-driver' (Debian/Ubuntu), then make test again"; exit 1; fi; \
+	fi
+
+# 1. notebooks are committed clean (nbdev_clean, then the metadata JupyterLab writes: see tools/clean_nbs.py)
 check-clean: $(STAMP)
-	$(BIN)/python tools/check.py unchanged nbs -- $(BIN)/nbdev_clean
+	$(BIN)/python tools/check.py unchanged nbs -- $(BIN)/python tools/clean_nbs.py
 # 2. maskcls/ is exactly what the notebooks export
 check-export: $(STAMP)
 	$(BIN)/python tools/check.py unchanged maskcls -- $(BIN)/nbdev_export
@@ -51,5 +65,5 @@ slow: $(STAMP)
 # developer helpers
 export: $(STAMP)
 	$(BIN)/nbdev_export
-	$(BIN)/nbdev_clean
+	$(BIN)/python tools/clean_nbs.py
 	$(BIN)/python tools/check.py readme
