@@ -10,7 +10,8 @@
 Chromium and chromedriver come from Debian (`make test` installs them as root); without them
 these tests fail, never skip.
 """
-import http.server, json, os, platform, re, shutil, socket, subprocess, sys, threading, time, urllib.parse, urllib.request
+import http.server, json, os, platform, re, shutil, socket, subprocess, sys, threading, time
+import urllib.parse, urllib.request
 from functools import partial
 from pathlib import Path
 
@@ -68,10 +69,11 @@ class Lab:
                'IPYTHONDIR': str(tmp / 'ipython')}
         self.log = open(tmp / 'lab.log', 'w')
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={self.port}',
-             '--ServerApp.port_retries=0', f'--IdentityProvider.token={self.token}', f'--ServerApp.root_dir={self.root}',
-             '--ServerApp.allow_root=True', f'--LabApp.user_settings_dir={tmp / "settings"}',
-             f'--LabApp.workspaces_dir={tmp / "workspaces"}', '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate'],
+            [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ServerApp.ip=127.0.0.1',
+             f'--ServerApp.port={self.port}', '--ServerApp.port_retries=0', f'--IdentityProvider.token={self.token}',
+             f'--ServerApp.root_dir={self.root}', '--ServerApp.allow_root=True',
+             f'--LabApp.user_settings_dir={tmp / "settings"}', f'--LabApp.workspaces_dir={tmp / "workspaces"}',
+             '--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate'],
             cwd=tmp, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f'http://127.0.0.1:{self.port}'
         wait_for('JupyterLab to answer', self.up, 120)
@@ -82,7 +84,8 @@ class Lab:
 
     def up(self):
         if self.proc.poll() is not None:
-            pytest.fail(f'JupyterLab exited with code {self.proc.returncode}:\n{Path(self.log.name).read_text()[-3000:]}', pytrace=False)
+            log = Path(self.log.name).read_text()[-3000:]
+            pytest.fail(f'JupyterLab exited with code {self.proc.returncode}:\n{log}', pytrace=False)
         try: return self.api('/api/status')
         except OSError: return None
 
@@ -114,9 +117,11 @@ def click_menu(driver, menu, item):
         By.XPATH, f'//div[contains(@class,"lm-Menu-itemLabel") and text()="{item}"]'), 10)[0].click()
 
 
-JS_CELLS = """return [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-CodeCell')].map(c => ({
+JS_CELLS = """const cells = document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell');
+const stderr = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]';
+return [...cells].map(c => ({
   prompt: c.querySelector('.jp-InputArea-prompt').textContent.trim(),
-  errors: [...c.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')].map(o => o.textContent)
+  errors: [...c.querySelectorAll(stderr)].map(o => o.textContent)
 }));"""
 
 
@@ -125,10 +130,13 @@ def test_lesson_runs_all_in_jupyterlab(browser, lab):
     start = time.monotonic()
     n_code = sum(c['cell_type'] == 'code' for c in json.loads((lab.root / LESSON).read_text())['cells'])
     browser.get(f'{lab.url}/lab/tree/{LESSON}?token={lab.token}')
-    wait_for(f'{LESSON} to open with its {n_code} code cells', lambda: len(browser.execute_script(JS_CELLS)) == n_code, 120)
+    def opened(): return len(browser.execute_script(JS_CELLS)) == n_code
+    wait_for(f'{LESSON} to open with its {n_code} code cells', opened, 120)
     wait_for('the kernel to start', lambda: lab.kernel_state(LESSON) == 'idle', 120)
-    wait_for('the toolbar to show the kernel', lambda: browser.find_elements(By.CSS_SELECTOR, '.jp-NotebookPanel .jp-KernelName')
-             and 'No Kernel' not in browser.find_element(By.CSS_SELECTOR, '.jp-NotebookPanel .jp-KernelName').text, 60)
+    def kernel_shown():
+        names = browser.find_elements(By.CSS_SELECTOR, '.jp-NotebookPanel .jp-KernelName')
+        return names and 'No Kernel' not in names[0].text
+    wait_for('the toolbar to show the kernel', kernel_shown, 60)
     time.sleep(2)  # JupyterLab writes the kernel's spec and language_info into the notebook just after it connects
     dirty = browser.find_elements(By.CSS_SELECTOR, '.lm-TabBar-tab.jp-mod-dirty')
     committed = json.loads((lab.root / LESSON).read_text())['metadata']
@@ -140,8 +148,8 @@ def test_lesson_runs_all_in_jupyterlab(browser, lab):
         saved = json.loads((lab.root / LESSON).read_text())['metadata']
         saved.get('language_info', {}).pop('version', None), committed.get('language_info', {}).pop('version', None)
         assert saved == committed, f'JupyterLab changed {LESSON}\'s metadata on opening: {committed} -> {saved}'
-        print(f'note: the notebooks record Python {committed["language_info"]["version"]!r}, this is {platform.python_version()}:'
-              ' JupyterLab marks them modified for the version alone')
+        print(f'note: the notebooks record Python {committed["language_info"]["version"]!r}, this is '
+              f'{platform.python_version()}: JupyterLab marks them modified for the version alone')
 
     click_menu(browser, 'Run', 'Run All Cells')
     def finished():  # Run All stops at a cell that raises, leaving the cells after it unrun
@@ -150,7 +158,7 @@ def test_lesson_runs_all_in_jupyterlab(browser, lab):
         return (lab.kernel_state(LESSON) == 'idle' and not any(c['prompt'] == '[*]:' for c in cells)
                 and (all(ran) or any(c['errors'] for c in cells)) and cells)
     cells = wait_for(f'Run All Cells to finish {LESSON}', finished, 300)
-    errors = [(i, e) for i, c in enumerate(cells) for e in c['errors'] if 'Traceback' in e or 'Error' in e or 'Warning' in e]
+    errors = [(i, e) for i, c in enumerate(cells) for e in c['errors'] if re.search('Traceback|Error|Warning', e)]
     assert not errors, f'{LESSON}: code cell {errors[0][0] + 1} shows an error or warning:\n{errors[0][1][-2000:]}'
     unrun = [i + 1 for i, c in enumerate(cells) if not re.fullmatch(r'\[\d+\]:', c['prompt'])]
     assert not unrun, f'{LESSON}: code cells {unrun} have no execution count after Run All Cells'
@@ -164,8 +172,8 @@ SUBSET = ['00_labels', '03_eda', 'index']  # quick lessons; 03_eda draws figures
 @pytest.fixture(scope='module')
 def subset_site(tmp_path_factory):
     out = tmp_path_factory.mktemp('site')
-    subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--only', *SUBSET, '--jobs', '2', '--out', str(out)],
-                   check=True, cwd=ROOT)
+    subprocess.run([sys.executable, str(ROOT / 'tools' / 'build_docs.py'), '--only', *SUBSET, '--jobs', '2',
+                    '--out', str(out)], check=True, cwd=ROOT)
     return out
 
 
@@ -183,11 +191,13 @@ def serve(folder):
 JS_PAGE = """return {
   title: document.title,
   figures: +document.querySelector('meta[name=figures]').content,
-  images: [...document.querySelectorAll('img')].map(i => ({src: i.src.slice(0, 60), ok: i.complete && i.naturalWidth > 0})),
+  images: [...document.querySelectorAll('img')].map(i => ({src: i.src.slice(0, 60),
+                                                          ok: i.complete && i.naturalWidth > 0})),
   svgs: document.querySelectorAll('main .output_area svg').length,
   links: [...document.querySelectorAll('a[href]')].map(a => a.href),
   ids: [...document.querySelectorAll('[id]')].map(e => e.id),
-  prev: document.querySelector('a[rel=prev]')?.getAttribute('href'), next: document.querySelector('a[rel=next]')?.getAttribute('href'),
+  prev: document.querySelector('a[rel=prev]')?.getAttribute('href'),
+  next: document.querySelector('a[rel=next]')?.getAttribute('href'),
 };"""
 
 
@@ -206,13 +216,15 @@ def check_site(browser, folder):
             broken = [i['src'] for i in info['images'] if not i['ok']]
             assert not broken, f'{page}: {len(broken)} image(s) do not show: {broken[:3]}'
             shown = sum(i['ok'] for i in info['images']) + info['svgs']
-            assert shown >= info['figures'], f'{page}: its notebook made {info["figures"]} figure(s), the page shows {shown}'
+            made = info['figures']
+            assert shown >= made, f'{page}: its notebook made {made} figure(s), the page shows {shown}'
         for page, info in seen.items():  # every internal link leads to a page of the site (and to an anchor on it)
             for link in info['links']:
                 if not link.startswith(url): continue
                 target, _, anchor = link[len(url) + 1:].partition('#')
                 assert target in seen, f'{page} links to {target}, which the site does not have'
-                assert not anchor or urllib.parse.unquote(anchor) in seen[target]['ids'], f'{page} links to a missing anchor: {link}'
+                assert not anchor or urllib.parse.unquote(anchor) in seen[target]['ids'], \
+                    f'{page} links to a missing anchor: {link}'
         return seen
     finally:
         server.shutdown()

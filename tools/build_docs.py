@@ -14,7 +14,7 @@ linked as `00_labels.ipynb` links to that lesson's page. Lessons are chained by 
 in numeric order. Progress-bar widgets are left out of the pages: a static page has no kernel to
 draw them. Each page records how many figures it shows (`<meta name="figures">`) for the browser test.
 """
-import argparse, html, os, re, sys, time
+import argparse, html, re, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -46,7 +46,7 @@ def _cell_name(nb, i):
 
 
 def execute(path, timeout):
-    "Run notebook `path` top to bottom in a fresh python3 kernel; return (executed notebook as JSON, seconds, error or None)."
+    "Run `path` top to bottom in a fresh python3 kernel; return (executed notebook as JSON, seconds, error or None)."
     nb = nbformat.read(path, as_version=4)
     current = {'index': None}
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(NBS)}},
@@ -64,7 +64,8 @@ def execute(path, timeout):
 
 
 def count_figures(nb):
-    return sum(any(m in o.get('data', {}) for m in IMAGE_MIMES) for c in nb.cells if c.cell_type == 'code' for o in c.outputs)
+    outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]
+    return sum(any(m in o.get('data', {}) for m in IMAGE_MIMES) for o in outputs)
 
 
 def prepare(nb):
@@ -95,9 +96,8 @@ def title_of(nb, default):
 def link_lessons(body, stems):
     "Point `NN_name.ipynb` links and `NN_name` code spans at the lesson pages."
     body = re.sub(r'href="([\w-]+)\.ipynb(#[^"]*)?"', lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', body)
-    return re.sub(r'(?<!">)<code>(\d\d_\w+)</code>(?!</a>)',
-                  lambda m: f'<a href="{m.group(1)}.html"><code>{m.group(1)}</code></a>' if m.group(1) in stems else m.group(0),
-                  body)
+    def link(m): return f'<a href="{m[1]}.html"><code>{m[1]}</code></a>' if m[1] in stems else m[0]
+    return re.sub(r'(?<!">)<code>(\d\d_\w+)</code>(?!</a>)', link, body)
 
 
 PAGE = """<!DOCTYPE html>
@@ -119,8 +119,9 @@ PAGE = """<!DOCTYPE html>
 </html>
 """
 
-CSS = """body { margin: 0; font: 16px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; background: #fff; }
-header, footer { display: flex; gap: 1.5em; align-items: baseline; max-width: 60rem; margin: 0 auto; padding: .8em 1.2em; }
+CSS = """body { margin: 0; font: 16px/1.55 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; }
+header, footer { display: flex; gap: 1.5em; align-items: baseline; max-width: 60rem; margin: 0 auto; }
+header, footer { padding: .8em 1.2em; }
 header { border-bottom: 1px solid #ddd; } footer { border-top: 1px solid #ddd; margin-top: 2em; }
 header > a:first-child { font-weight: 700; margin-right: auto; }
 nav.pager { display: flex; gap: 1.5em; margin-left: auto; }
@@ -148,13 +149,15 @@ def render(nb, stem, stems, prev, nxt):
     "One page: the notebook's cells without prompts, the shared stylesheet, previous/next links."
     figures = count_figures(nb)
     nb = prepare(nb)
-    exporter = HTMLExporter(template_name='basic', exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
+    exporter = HTMLExporter(template_name='basic', exclude_input_prompt=True, exclude_output_prompt=True,
+                            embed_images=True)
     body, _ = exporter.from_notebook_node(nb, resources={'metadata': {'path': str(NBS)}})
     links = []
     if prev: links.append(f'<a rel="prev" href="{prev}.html">&larr; {prev}</a>')
     if nxt: links.append(f'<a rel="next" href="{nxt}.html">{nxt} &rarr;</a>')
     pager = f'<nav class="pager">{"".join(links)}</nav>' if links else ''
-    return PAGE.format(title=html.escape(title_of(nb, stem)), figures=figures, pager=pager, body=link_lessons(body, stems))
+    return PAGE.format(title=html.escape(title_of(nb, stem)), figures=figures, pager=pager,
+                       body=link_lessons(body, stems))
 
 
 def build(paths, out, jobs, timeout):
@@ -170,21 +173,26 @@ def build(paths, out, jobs, timeout):
             if err: failures.append(err)
             else: executed[futs[f].stem] = nbformat.reads(nb_json, as_version=4)
     if failures:
-        sys.exit(f'{len(failures)} notebook(s) failed under Run All; no pages written:\n  ' + '\n  '.join(sorted(failures)))
+        sys.exit(f'{len(failures)} notebook(s) failed under Run All; no pages written:\n  '
+                 + '\n  '.join(sorted(failures)))
     lessons = [p.stem for p in paths if p.stem in executed and p.stem[:1].isdigit()]
     for stem, nb in executed.items():
-        i = lessons.index(stem) if stem in lessons else None
-        prev = lessons[i - 1] if i else None
-        nxt = lessons[i + 1] if i is not None and i + 1 < len(lessons) else (lessons[0] if i is None and lessons else None)
+        if stem in lessons:
+            i = lessons.index(stem)
+            prev, nxt = lessons[i - 1] if i else None, lessons[i + 1] if i + 1 < len(lessons) else None
+        else: prev, nxt = None, lessons[0] if lessons else None  # the index leads to the first lesson
         (out / f'{stem}.html').write_text(render(nb, stem, set(lessons), prev, nxt), encoding='utf-8')
-    (out / 'style.css').write_text(CSS + HtmlFormatter(style='default').get_style_defs('.highlight') + '\n', encoding='utf-8')
+    css = CSS + HtmlFormatter(style='default').get_style_defs('.highlight') + '\n'
+    (out / 'style.css').write_text(css, encoding='utf-8')
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
-    print(f'built {len(executed)} page(s) in {out} in {time.perf_counter() - start:.1f} s; site size {size / 1e6:.2f} MB')
+    secs = time.perf_counter() - start
+    print(f'built {len(executed)} page(s) in {out} in {secs:.1f} s; site size {size / 1e6:.2f} MB')
 
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--only', nargs='+', metavar='NAME', help='build only these notebooks (name or number prefix, e.g. 00 03_eda index)')
+    p.add_argument('--only', nargs='+', metavar='NAME',
+                   help='build only these notebooks (name or number prefix, e.g. 00 03_eda index)')
     p.add_argument('--out', type=Path, default=ROOT / '_docs', help='site folder (default: _docs/)')
     p.add_argument('--jobs', type=int, default=1, help='notebooks executed at once (default: 1)')
     p.add_argument('--timeout', type=int, default=600, help='seconds one cell may run (default: 600)')
