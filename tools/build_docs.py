@@ -58,7 +58,8 @@ def execute(path, timeout):
     except CellTimeoutError:
         err = f'{path.name}: {_cell_name(nb, current["index"])} ran past the {timeout} s per-cell timeout'
     except CellExecutionError as e:
-        last = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        msg = re.sub(r'\x1b\[[0-9;]*m', '', str(e)).strip()  # the traceback's last line, without terminal colours
+        last = msg.splitlines()[-1] if msg else type(e).__name__
         err = f'{path.name}: {_cell_name(nb, current["index"])} raised {last}'
     return nbformat.writes(nb), time.perf_counter() - start, err
 
