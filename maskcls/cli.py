@@ -17,18 +17,19 @@ from .labels import OLD_AGE, scores
 from .layout import LayoutError, read_eval, read_image_folder, read_train
 from .synth import make_dataset
 from .eda import write_eda
-from .config import Config, ConfigError, add_config_args, config_from_args, config_from_dict
+from .config import Config, ConfigError, add_config_args, config_from_args, load_config
+from .models import check_model_name
 from .runtime import setup_distributed
 from .runs import new_run_dir
 from .train import train_run
-from .cv import read_oof, run_cv, split_for
-from .tta import TTA_PRESETS, merge_probs, predict_dir, tta_oof
+from .cv import run_cv, split_for
+from .tta import TTA_PRESETS, predict_dir, tta_oof
 from .submission import ENSEMBLE_METHODS, ensemble_files, write_predictions, write_submission
 from .compare import write_compare_report
-from .hpo import SPACE, tune
+from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
 
 # %% auto #0
-__all__ = ['DEMO_PRESETS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv', 'cmd_predict',
+__all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv', 'cmd_predict',
            'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'demo_table', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
@@ -40,7 +41,8 @@ def _summary(df) -> str:
 def read_data(cfg: Config) -> pd.DataFrame:
     "The training table for `cfg.data`: the competition layout if it has train/images, else an ImageFolder tree."
     root = Path(cfg.data)
-    if (root / 'images').is_dir() or (root / 'train' / 'images').is_dir(): return read_train(root, fix_labels=cfg.fix_labels)
+    if (root / 'images').is_dir() or (root / 'train' / 'images').is_dir():
+        return read_train(root, fix_labels=cfg.fix_labels)
     df = read_image_folder(root)
     return df.assign(person=df['path'])   # no people: each image is its own group
 
@@ -66,8 +68,19 @@ def cmd_eda(a):
     w = write_eda(df, out, a.old_age)
     print(f"{_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser")
 
+def _check_model(name: str) -> str:
+    "`name` if `maskcls.models` can build it, else a ConfigError naming the option (config itself knows no models)."
+    try: return check_model_name(name)
+    except ValueError as e: raise ConfigError(f'model: {e}') from None
+
+def _config(a, base: Config | None = None, **overrides) -> Config:
+    "The Config of the command line `a`, its model name checked before any data is read or any folder made."
+    cfg = config_from_args(a, base, **overrides)
+    _check_model(cfg.model)
+    return cfg
+
 def cmd_train(a):
-    cfg = config_from_args(a, base=_load_run_config(Path(a.resume)) if a.resume else None)
+    cfg = _config(a, base=_load_run_config(Path(a.resume)) if a.resume else None)
     rank, world = setup_distributed(cfg.device)               # under torchrun: one process per GPU (or CPU, gloo)
     df = read_data(cfg)
     tr, va = split_for(cfg, df)
@@ -82,8 +95,8 @@ def cmd_train(a):
     if world > 1: torch.distributed.destroy_process_group()
 
 def _load_run_config(run: Path) -> Config:
-    from maskcls.config import load_config
-    if not (run / 'last.pt').exists(): raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
+    if not (run / 'last.pt').exists():
+        raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
     return load_config(run / 'config.yaml')
 
 def _devices(a) -> list:
@@ -92,11 +105,11 @@ def _devices(a) -> list:
     return []
 
 def cmd_cv(a):
-    cfg = config_from_args(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
+    cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
     df = read_data(cfg)
     res = run_cv(cfg, df, cfg.out, devices=_devices(a), resume=a.resume)
-    print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} "
-          f"(mask {res['f1_mask']:.3f}, gender {res['f1_gender']:.3f}, age {res['f1_age']:.3f}) over {res['images']} images; "
+    print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} (mask {res['f1_mask']:.3f}, "
+          f"gender {res['f1_gender']:.3f}, age {res['f1_age']:.3f}) over {res['images']} images; "
           f"per fold {', '.join(f'{v:.4f}' for v in res['folds'].values())}")
 
 def cmd_predict(a):
@@ -108,7 +121,9 @@ def cmd_predict(a):
     info = Path(a.data) / 'info.csv' if (Path(a.data) / 'info.csv').exists() else Path(a.data) / 'eval' / 'info.csv'
     write_submission(sub, info, ev['ImageID'], r['probs'].argmax(1).numpy())
     print(f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])}) -> {out} and {sub}")
-    if 'label' in ev: print(f"against {info.parent}/gt.csv (synthetic data only): {_fmt(scores(ev['label'].to_numpy(), r['probs'].numpy()))}")
+    if 'label' in ev:
+        print(f"against {info.parent}/gt.csv (synthetic data only): "
+              f"{_fmt(scores(ev['label'].to_numpy(), r['probs'].numpy()))}")
 
 def _fmt(s: dict) -> str: return f"macro F1 {s['f1']:.4f}, accuracy {s['acc']:.4f}"
 
@@ -117,21 +132,25 @@ def cmd_ensemble(a):
     r = ensemble_files(a.files, a.method, w, a.oof, a.info)
     out = Path(a.out)
     if r['probs'] is not None: write_predictions(out, r['ids'], r['probs'])
-    if a.info: write_submission(out if r['probs'] is None else out.with_name(out.stem + '_submission.csv'), a.info, r['ids'], r['labels'])
+    if a.info:
+        sub = out if r['probs'] is None else out.with_name(out.stem + '_submission.csv')
+        write_submission(sub, a.info, r['ids'], r['labels'])
     elif r['probs'] is None: pd.DataFrame(dict(ImageID=r['ids'], ans=r['labels'])).to_csv(out, index=False)
-    print(f"{a.method} vote of {len(a.files)} files -> {out}" + (f"; weights {np.round(r['weights'], 3).tolist()}" if r['weights'] is not None else '')
+    print(f"{a.method} vote of {len(a.files)} files -> {out}"
+          + (f"; weights {np.round(r['weights'], 3).tolist()}" if r['weights'] is not None else '')
           + (f"; OOF macro F1 of the selection {r['oof_score']:.4f}" if 'oof_score' in r else ''))
 
 def cmd_hpo(a):
-    cfg = config_from_args(a, **({} if 'out' in vars(a) else {'out': 'runs/hpo'}))
+    cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/hpo'}))
     folder = Path(cfg.out)
-    base = replace(cfg, out=str(folder / 'best'))          # `maskcls train --config <folder>/best_config.yaml` trains into <folder>/best
+    base = replace(cfg, out=str(folder / 'best'))   # `maskcls train --config <folder>/best_config.yaml` trains there
     space = yaml.safe_load(Path(a.space).read_text()) if a.space else SPACE
-    study = tune(base, read_data(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search, pruner=a.pruner,
-                 seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True)
+    study = tune(base, read_data(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search,
+                 pruner=a.pruner, seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True)
     out = Path(study.user_attrs['out'])
-    print(f"best macro F1 {study.best_value:.4f} with {study.best_params}\nrepeat it: maskcls train --config {out / 'best_config.yaml'}\n"
-          f"all trials: {out / 'trials.csv'}, {out / 'search.png'}")
+    print(f"best macro F1 {study.best_value:.4f} with {study.best_params}\n"
+          f"repeat it: maskcls train --config {out / 'best_config.yaml'}\n"
+          f"all trials: {out / 'trials.csv'}, {out / 'search.png'} (each panel also as search_*.png)")
 
 def cmd_compare(a):
     w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
@@ -140,7 +159,8 @@ def cmd_compare(a):
 # %% ../nbs/90_cli.ipynb #3f26a070
 DEMO_PRESETS = dict(
     quick=dict(people=300, model='tiny', img_size=(64, 48), epochs=10, batch_size=32, lr=3e-3),
-    full=dict(people=2700, model='resnet18', img_size=(256, 192), epochs=20, batch_size=128, lr=1e-3, ema=0.999, mix='cutmix'),
+    full=dict(people=2700, model='resnet18', img_size=(256, 192), epochs=20, batch_size=128, lr=1e-3, ema=0.999,
+              mix='cutmix'),
 )
 
 def demo_table(ev: pd.DataFrame, r: dict, seconds: dict) -> pd.DataFrame:
@@ -157,7 +177,9 @@ def demo_table(ev: pd.DataFrame, r: dict, seconds: dict) -> pd.DataFrame:
 
 def cmd_demo(a):
     t0 = time.time()
-    preset = {**DEMO_PRESETS['full' if a.full else 'quick'], **{k: v for k, v in vars(a).items() if k in DEMO_PRESETS['quick'] and v is not None}}
+    typed = {k: v for k, v in vars(a).items() if k in DEMO_PRESETS['quick'] and v is not None}
+    preset = {**DEMO_PRESETS['full' if a.full else 'quick'], **typed}
+    _check_model(preset['model'])                          # before minutes of data generation
     data = Path(a.data)
     if not (data / 'train' / 'images').exists():
         print(f"generating the synthetic dataset in {data}/ ({preset['people']} people) ...")
@@ -187,119 +209,165 @@ def cmd_demo(a):
         res['table'] = table.round(4).to_dict('index')
     oof_tta = tta_oof(out / 'cv', df, a.tta, merges=('mean',), device=a.device or None)[['f1', 'acc']].round(4)
     oof_tta.to_csv(out / 'tta_oof.csv')
-    print('\ntest-time augmentation on the out-of-fold predictions (each fold on its own validation people):\n' + oof_tta.to_string())
+    print('\ntest-time augmentation on the out-of-fold predictions (each fold on its own validation people):\n'
+          + oof_tta.to_string())
     res['tta_oof'] = oof_tta.to_dict('index')
     res['seconds']['total'] = time.time() - t0
     (out / 'results.json').write_text(json.dumps(res, indent=1, default=float))
     print(f"\nsubmission: {out / 'submission.csv'}   probabilities: {out / 'predictions.csv'}\n"
           f"figures: {w['index']}, {out / 'cv' / 'oof_confusion.png'}\n"
-          f"training curves: tensorboard --logdir {out / 'cv'} (add --host 0.0.0.0 --port 6006 on a remote machine)\n"
+          f"training curves: tensorboard --logdir {out / 'cv'} "
+          f"(add --host 0.0.0.0 --port 6006 on a remote machine)\n"
           f"done in {time.time() - t0:.0f}s; everything is in {out}/")
 
 # %% ../nbs/90_cli.ipynb #69253928
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    "`--help` that ends every option with its default, or `(required)`, unless the help text already gives it."
+    def _get_help_string(self, action):
+        if action.required and action.option_strings: return f'{action.help} (required)'
+        if '(default' in (action.help or ''): return action.help
+        return super()._get_help_string(action)
+
+def _synth_args(p):
+    p.add_argument('--out', required=True, type=Path, help='folder to create (gets train/ and eval/)')
+    p.add_argument('--people', type=int, default=300, help='training people (7 images each)')
+    p.add_argument('--eval-people', type=int, default=None, help='eval people (default: half of --people)')
+    p.add_argument('--seed', type=int, default=0, help='same seed, same bytes')
+    p.add_argument('--noise', type=float, default=0.0,
+                   help='share of people given a wrong label on purpose (recorded in train/noise.csv)')
+    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
+    p.add_argument('--overwrite', action='store_true', help='write into a non-empty folder')
+
+def _validate_args(p):
+    p.add_argument('--data', required=True, type=Path, help='folder holding train/ (and eval/)')
+    p.add_argument('--no-pixels', action='store_true',
+                   help='skip decoding every image (faster, misses truncated files)')
+    p.add_argument('--fix-labels', action='store_true', help='apply the known label corrections and list them')
+    p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
+
+def _eda_args(p):
+    p.add_argument('--data', required=True, type=Path, help='folder holding train/')
+    p.add_argument('--out', type=Path, default=Path('runs/eda'), help='output folder (a new one if taken)')
+    p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
+
 def _device_args(p):
-    p.add_argument('--gpus', default='', help='comma-separated GPU numbers: folds run in parallel, one process per GPU (e.g. 0,1,2,3)')
-    p.add_argument('--devices', default='', help='comma-separated torch devices for parallel folds (e.g. cuda:0,cuda:1 or cpu,cpu)')
+    p.add_argument('--gpus', default='', help='comma-separated GPU numbers: folds run in parallel, one process per GPU '
+                                              '(e.g. 0,1,2,3; default: none, folds one after another on --device)')
+    p.add_argument('--devices', default='', help='comma-separated torch devices for parallel folds '
+                                                 '(e.g. cuda:0,cuda:1 or cpu,cpu; default: none)')
+
+def _train_args(p):
+    add_config_args(p)
+    p.add_argument('--resume', type=Path, default=None,
+                   help='continue the interrupted run in this folder (default: none, a new run)')
+
+def _cv_args(p):
+    add_config_args(p); _device_args(p)
+    p.add_argument('--resume', action='store_true',
+                   help='continue the CV folder --out: skip finished folds, resume the interrupted one')
+
+def _predict_args(p):
+    p.add_argument('--run', required=True, type=Path, help='a training run folder, or a CV folder (its folds vote)')
+    p.add_argument('--data', required=True, type=Path,
+                   help='the eval/ folder (info.csv + images/) or the folder holding it')
+    p.add_argument('--tta', default='face',
+                   help=f'test-time augmentation: a preset {list(TTA_PRESETS)} or view names joined by commas')
+    p.add_argument('--merge', default='mean', choices=['mean', 'gmean', 'max'], help='how TTA views are merged')
+    p.add_argument('--out', required=True, type=Path,
+                   help='prediction file to write (ImageID,p0..p17); the submission goes beside it')
+    p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
+    p.add_argument('--batch-size', type=int, default=None,
+                   help="images per batch, before TTA views (default: twice the run's batch size)")
+
+def _ensemble_args(p):
+    p.add_argument('files', nargs='+', type=Path,
+                   help='prediction files (ImageID,p0..p17) or submissions (ImageID,ans)')
+    p.add_argument('--method', default='soft', choices=ENSEMBLE_METHODS, help='how members vote')
+    p.add_argument('--weights', default='', help='comma-separated member weights (default: equal)')
+    p.add_argument('--oof', nargs='+', type=Path, default=None,
+                   help='greedy: one oof.csv per member, in the same order (default: none)')
+    p.add_argument('--info', type=Path, default=None,
+                   help='eval/info.csv: rows in its order, and a submission is written (default: none, rows as read)')
+    p.add_argument('--out', required=True, type=Path, help='output file')
+
+def _compare_args(p):
+    p.add_argument('a', type=Path, help='first submission'); p.add_argument('b', type=Path, help='second submission')
+    p.add_argument('--eval', required=True, type=Path,
+                   help='the eval/ folder (info.csv, images/, and gt.csv if synthetic)')
+    p.add_argument('--out', type=Path, default=Path('runs/compare'), help='report folder (a new one if taken)')
+
+def _hpo_args(p):
+    add_config_args(p)
+    p.add_argument('--space', type=Path, default=None,
+                   help='YAML search space, e.g. "lr: [log, 1.0e-4, 3.0e-2]" (default: maskcls.hpo.SPACE)')
+    p.add_argument('--trials', type=int, default=20,
+                   help='trials to run (added to those already in the study with --resume)')
+    p.add_argument('--objective', default='holdout', choices=OBJECTIVES,
+                   help='score of a trial: one person-level split, or out-of-fold F1')
+    p.add_argument('--search', default='tpe', choices=SEARCH_SAMPLERS,
+                   help='how trials are chosen (--sampler is the training sampler)')
+    p.add_argument('--pruner', default='median', choices=PRUNERS, help='stop bad trials early')
+    p.add_argument('--search-seed', type=int, default=0,
+                   help='seed of the search sampler (the training seed is --seed)')
+    p.add_argument('--timeout', type=float, default=None,
+                   help='stop starting trials after this many seconds (default: none)')
+    p.add_argument('--resume', action='store_true', help='add trials to the study in --out')
+
+def _preset(k: str) -> str:
+    return f"(default: {DEMO_PRESETS['quick'][k]} quick, {DEMO_PRESETS['full'][k]} full)"
+
+def _demo_args(p):
+    size = p.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true',
+                      help='sized for 2 CPU cores, a few minutes (default: on, unless --full)')
+    size.add_argument('--full', action='store_true', help='sized for one GPU: 2,700 people, resnet18 at 256x192')
+    p.add_argument('--data', type=Path, default=Path('data/synth'), help='dataset folder (generated if missing)')
+    p.add_argument('--out', type=Path, default=Path('runs/demo'), help='output folder (a new one if taken)')
+    p.add_argument('--cache-dir', type=Path, default=Path('cache'), help='decoded-image cache folder')
+    p.add_argument('--people', type=int, default=None,
+                   help=f"people to generate if the data is missing {_preset('people')}")
+    p.add_argument('--eval-people', type=int, default=None, help='eval people to generate (default: half of --people)')
+    p.add_argument('--folds', type=int, default=5, help='cross-validation folds')
+    p.add_argument('--epochs', type=int, default=None, help=f"training epochs {_preset('epochs')}")
+    p.add_argument('--model', default=None, help=f"backbone: tiny for CPU, e.g. resnet18 on a GPU {_preset('model')}")
+    p.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
+                   help=f"image size, height then width {_preset('img_size')}")
+    p.add_argument('--batch-size', type=int, default=None, help=f"training batch size {_preset('batch_size')}")
+    p.add_argument('--tta', default='face', help='test-time augmentation preset or views')
+    p.add_argument('--device', default=None, help='torch device (default: CUDA when available)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the data and of the training')
+    _device_args(p)
+
+COMMANDS = dict(   # name: (function, what it does, the function that adds its options)
+    synth=(cmd_synth, 'write a synthetic dataset in the competition layout', _synth_args),
+    validate=(cmd_validate, 'check a dataset folder and list every problem', _validate_args),
+    eda=(cmd_eda, 'write class counts, age histogram and image grids', _eda_args),
+    train=(cmd_train, 'one training run: a person-level hold-out, or fold --fold of --folds', _train_args),
+    cv=(cmd_cv, 'K-fold cross validation by person with out-of-fold predictions (--out is the CV folder)', _cv_args),
+    predict=(cmd_predict, 'probabilities and a submission for eval images from a run or CV folder', _predict_args),
+    ensemble=(cmd_ensemble, 'vote over prediction files or submissions', _ensemble_args),
+    compare=(cmd_compare, 'where two submissions disagree, with the photos, as an HTML page', _compare_args),
+    hpo=(cmd_hpo, 'hyperparameter search with Optuna; --out is the search folder (study.db, trials, best_config.yaml)',
+         _hpo_args),
+    demo=(cmd_demo, 'the main job on synthetic data: data, EDA, 5-fold CV, fold ensemble + TTA, submission',
+          _demo_args),
+)
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='maskcls', description='Mask / gender / age classification: data, training, cross validation, ensembles.')
+    "The `maskcls` parser: one subcommand per entry of `COMMANDS`."
+    doc = 'Mask / gender / age classification: data, training, cross validation, ensembles.'
+    p = argparse.ArgumentParser(prog='maskcls', description=doc, formatter_class=_Help)
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
-
-    s = sub.add_parser('synth', help='write a synthetic dataset in the competition layout')
-    s.add_argument('--out', required=True, type=Path, help='folder to create (gets train/ and eval/)')
-    s.add_argument('--people', type=int, default=300, help='training people (7 images each)')
-    s.add_argument('--eval-people', type=int, default=None, help='eval people (default: half of --people)')
-    s.add_argument('--seed', type=int, default=0, help='same seed, same bytes')
-    s.add_argument('--noise', type=float, default=0.0, help='share of people given a wrong label on purpose (recorded in train/noise.csv)')
-    s.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
-    s.add_argument('--overwrite', action='store_true', help='write into a non-empty folder')
-    s.set_defaults(func=cmd_synth)
-
-    v = sub.add_parser('validate', help='check a dataset folder and list every problem')
-    v.add_argument('--data', required=True, type=Path, help='folder holding train/ (and eval/)')
-    v.add_argument('--no-pixels', action='store_true', help='skip decoding every image (faster, misses truncated files)')
-    v.add_argument('--fix-labels', action='store_true', help='apply the known label corrections and list them')
-    v.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
-    v.set_defaults(func=cmd_validate)
-
-    e = sub.add_parser('eda', help='write class counts, age histogram and image grids')
-    e.add_argument('--data', required=True, type=Path, help='folder holding train/')
-    e.add_argument('--out', type=Path, default=Path('runs/eda'), help='output folder (a new one if taken)')
-    e.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
-    e.set_defaults(func=cmd_eda)
-
-    t = sub.add_parser('train', help='one training run: a person-level hold-out, or fold --fold of --folds')
-    add_config_args(t)
-    t.add_argument('--resume', type=Path, default=None, help='continue the interrupted run in this folder')
-    t.set_defaults(func=cmd_train)
-
-    c = sub.add_parser('cv', help='K-fold cross validation by person with out-of-fold predictions (--out is the CV folder)')
-    add_config_args(c); _device_args(c)
-    c.add_argument('--resume', action='store_true', help='continue the CV folder --out: skip finished folds, resume the interrupted one')
-    c.set_defaults(func=cmd_cv)
-
-    pr = sub.add_parser('predict', help='probabilities and a submission for eval images from a run or CV folder')
-    pr.add_argument('--run', required=True, type=Path, help='a training run folder, or a CV folder (its folds vote)')
-    pr.add_argument('--data', required=True, type=Path, help='the eval/ folder (info.csv + images/) or the folder holding it')
-    pr.add_argument('--tta', default='face', help=f'test-time augmentation: a preset {list(TTA_PRESETS)} or view names joined by commas')
-    pr.add_argument('--merge', default='mean', choices=['mean', 'gmean', 'max'], help='how TTA views are merged (probabilities)')
-    pr.add_argument('--out', required=True, type=Path, help='prediction file to write (ImageID,p0..p17); the submission goes beside it')
-    pr.add_argument('--device', default=None, help='torch device (default: CUDA when available)')
-    pr.add_argument('--batch-size', type=int, default=None, help='images per batch (before TTA views)')
-    pr.set_defaults(func=cmd_predict)
-
-    en = sub.add_parser('ensemble', help='vote over prediction files or submissions')
-    en.add_argument('files', nargs='+', type=Path, help='prediction files (ImageID,p0..p17) or submissions (ImageID,ans)')
-    en.add_argument('--method', default='soft', choices=ENSEMBLE_METHODS, help='how members vote')
-    en.add_argument('--weights', default='', help='comma-separated member weights (default: equal)')
-    en.add_argument('--oof', nargs='+', type=Path, default=None, help='greedy: one oof.csv per member, in the same order')
-    en.add_argument('--info', type=Path, default=None, help="eval/info.csv: rows in its order, and a submission is written")
-    en.add_argument('--out', required=True, type=Path, help='output file')
-    en.set_defaults(func=cmd_ensemble)
-
-    cm = sub.add_parser('compare', help='where two submissions disagree, with the photos, as an HTML page')
-    cm.add_argument('a', type=Path); cm.add_argument('b', type=Path)
-    cm.add_argument('--eval', required=True, type=Path, help='the eval/ folder (info.csv, images/, and gt.csv if synthetic)')
-    cm.add_argument('--out', type=Path, default=Path('runs/compare'), help='report folder (a new one if taken)')
-    cm.set_defaults(func=cmd_compare)
-
-    hp = sub.add_parser('hpo', help='hyperparameter search with Optuna; --out is the search folder (study.db, trials, best_config.yaml)')
-    add_config_args(hp)
-    hp.add_argument('--space', type=Path, default=None, help='YAML search space, e.g. "lr: [log, 1.0e-4, 3.0e-2]" (default: maskcls.hpo.SPACE)')
-    hp.add_argument('--trials', type=int, default=20, help='trials to run (added to those already in the study with --resume)')
-    hp.add_argument('--objective', default='holdout', choices=['holdout', 'cv'], help='score of a trial: one person-level split, or out-of-fold F1')
-    hp.add_argument('--search', default='tpe', choices=['tpe', 'random', 'grid'], help='how trials are chosen (--sampler is the training sampler)')
-    hp.add_argument('--pruner', default='median', choices=['median', 'halving', 'none'], help='stop bad trials early')
-    hp.add_argument('--search-seed', type=int, default=0, help='seed of the sampler (the training seed is --seed)')
-    hp.add_argument('--timeout', type=float, default=None, help='stop starting trials after this many seconds')
-    hp.add_argument('--resume', action='store_true', help='add trials to the study in --out')
-    hp.set_defaults(func=cmd_hpo)
-
-    d = sub.add_parser('demo', help='the main job on synthetic data: data, EDA, 5-fold CV, fold ensemble + TTA, submission')
-    size = d.add_mutually_exclusive_group()
-    size.add_argument('--quick', action='store_true', help='sized for 2 CPU cores, a few minutes (the default)')
-    size.add_argument('--full', action='store_true', help='sized for one GPU: 2,700 people, resnet18 at 256x192')
-    d.add_argument('--data', type=Path, default=Path('data/synth'), help='dataset folder (generated if missing)')
-    d.add_argument('--out', type=Path, default=Path('runs/demo'), help='output folder (a new one if taken)')
-    d.add_argument('--cache-dir', type=Path, default=Path('cache'), help='decoded-image cache folder')
-    d.add_argument('--people', type=int, default=None, help='people to generate if the data is missing')
-    d.add_argument('--eval-people', type=int, default=None, help='eval people to generate (default: half of --people)')
-    d.add_argument('--folds', type=int, default=5)
-    d.add_argument('--epochs', type=int, default=None)
-    d.add_argument('--model', default=None, help='backbone (tiny for CPU, e.g. resnet18 or efficientnet_b0 on a GPU)')
-    d.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'), default=None, help='image size, height then width')
-    d.add_argument('--batch-size', type=int, default=None)
-    d.add_argument('--tta', default='face', help='test-time augmentation preset or views')
-    d.add_argument('--device', default=None, help='torch device (default: CUDA when available)')
-    d.add_argument('--seed', type=int, default=0)
-    _device_args(d)
-    d.set_defaults(func=cmd_demo)
+    for name, (func, what, add_args) in COMMANDS.items():
+        s = sub.add_parser(name, help=what, description=what, formatter_class=_Help)
+        add_args(s)
+        s.set_defaults(func=func)
     return p
 
 def main(argv=None) -> int:
     "Entry point of the `maskcls` command."
     a = build_parser().parse_args(argv)
     try: return a.func(a) or 0
-    except (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError) as e:   # bad input: a message, not a traceback
+    except (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError) as e:   # a message, no traceback
         print(f'maskcls {a.command}: {e}', file=sys.stderr)
         return 2

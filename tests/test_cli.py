@@ -1,10 +1,11 @@
 """The `maskcls` command end to end, through the installed console script (what a user types)."""
-import os, shutil, subprocess, sys
+import os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from maskcls.cli import COMMANDS, main
 from maskcls.submission import read_predictions, read_submission
 
 EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
@@ -28,6 +29,36 @@ def data(tmp_path_factory):
 
 def test_installed_command_exists():
     assert Path(EXE).exists(), 'the console script `maskcls` is not installed: pip install -e .'
+
+
+def option_entries(help_text: str) -> list:
+    "Each option of a `--help` text as one line: its flags and its help, continuation lines joined."
+    entries, cur = [], None
+    for line in help_text.splitlines():
+        if re.match(r'  -', line): entries.append(line.strip()); cur = len(entries) - 1
+        elif cur is not None and line.startswith('   ') and line.strip(): entries[cur] += ' ' + line.strip()
+        else: cur = None
+    return entries
+
+
+@pytest.mark.parametrize('command', list(COMMANDS))
+def test_help_of_every_command_shows_each_default(command, capsys, monkeypatch):
+    monkeypatch.setenv('COLUMNS', '100')
+    with pytest.raises(SystemExit) as e: main([command, '--help'])
+    assert e.value.code == 0
+    opts = [o for o in option_entries(capsys.readouterr().out) if not o.startswith('-h, --help')]
+    assert len(opts) >= 2
+    missing = [o.split()[0] for o in opts if '(default' not in o and '(required)' not in o]
+    assert not missing, f'maskcls {command} --help shows no default for {missing}'
+    assert not [o for o in opts if '(default: None)' in o], 'a default of None tells the reader nothing: say what it means'
+
+
+def test_hpo_help_shows_its_own_defaults(capsys):
+    with pytest.raises(SystemExit): main(['hpo', '--help'])
+    opts = {o.split()[0].rstrip(','): o for o in option_entries(capsys.readouterr().out)}
+    for opt, default in [('--trials', '20'), ('--objective', 'holdout'), ('--search', 'tpe'), ('--pruner', 'median'),
+                         ('--search-seed', '0'), ('--timeout', 'none'), ('--lr', '0.003')]:
+        assert f'(default: {default})' in opts[opt], opts[opt]
 
 
 def test_synth_layout_and_no_overwrite(data):
@@ -107,5 +138,6 @@ def test_hpo_then_train_the_best_config(data):
             '--cache-dir', data / 'cache', '--device', 'cpu', cwd=data)
     assert 'repeat it: maskcls train --config' in r.stdout
     assert len(pd.read_csv(data / 'hpo' / 'trials.csv')) == 2
+    assert (data / 'hpo' / 'search.png').exists() and (data / 'hpo' / 'search_curves.png').exists()
     run('train', '--config', data / 'hpo' / 'best_config.yaml', cwd=data)
     assert (data / 'hpo' / 'best' / 'best.pt').exists()

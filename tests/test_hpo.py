@@ -1,6 +1,10 @@
 "Hyperparameter search: spaces map to the right suggestions, bad keys fail by name, pruning prunes, studies resume, best_config repeats the best trial."
-import json
+import warnings
 from dataclasses import replace
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
 
 import numpy as np
 import optuna
@@ -12,12 +16,12 @@ from optuna.trial import FixedTrial, TrialState
 import maskcls.hpo as hpo
 from maskcls.config import Config, ConfigError, load_config
 from maskcls.cv import split_for
-from maskcls.hpo import (SPACE, best_config, bootstrap_f1, check_space, grid_space, make_pruner, make_sampler, open_study,
-                         suggest, trials_table, tune)
+from maskcls.hpo import (SEARCH_SAMPLERS, SPACE, best_config, bootstrap_f1, check_space, grid_space, make_pruner, make_sampler,
+                         open_study, save_search_figures, search_figures, suggest, trials_table, tune)
 from maskcls.layout import read_train
 from maskcls.models import create_model
 from maskcls.synth import make_dataset
-from maskcls.loader import ToyBatches, toy_data
+from maskcls.loader import SAMPLERS, ToyBatches, toy_data
 from maskcls.runtime import seed_everything
 from maskcls.train import Trainer, train_run
 
@@ -81,7 +85,20 @@ def test_check_space_normalises_lists():
     assert set(check_space(SPACE)) == set(SPACE)
 
 
+def test_check_space_checks_model_names():
+    "The config no longer knows the models: check_space asks maskcls.models, before any trial trains."
+    assert check_space(dict(model=('cat', ['tiny', 'resnet18'])))['model'] == ('cat', ['tiny', 'resnet18'])
+    with pytest.raises(ConfigError, match="'model': 'resnet19' is not a valid value.*did you mean resnet18"):
+        check_space(dict(model=('cat', ['tiny', 'resnet19'])))
+
+
 # -- samplers and pruners
+
+def test_search_samplers_are_not_the_class_balance_samplers():
+    assert SEARCH_SAMPLERS == ('tpe', 'random', 'grid') and not hasattr(hpo, 'SAMPLERS')
+    assert 'weighted' in SAMPLERS                                  # loader.SAMPLERS: against class imbalance
+    for k in SEARCH_SAMPLERS: assert isinstance(make_sampler(k, dict(lr=('log', 1e-4, 1e-2))), optuna.samplers.BaseSampler)
+    with pytest.raises(ValueError, match="'bayes'.*tpe"): make_sampler('bayes')
 
 def test_grid_sampler_visits_every_point_once():
     space = dict(lr=('log', 1e-4, 1e-2), loss=('cat', ['ce', 'focal']))
@@ -158,6 +175,7 @@ def test_tune_prunes_through_on_epoch(data, tmp_path, monkeypatch):
     assert len(calls) == 4 + 4 + 1 + 1 + 1                               # the training loops really stopped
     assert s.best_trial.number == 1
     assert best_config(s).lr == s.trials[1].params['lr'] == load_config(tmp_path / 'h' / 'best_config.yaml').lr
+    assert {'search.png', 'search_history.png', 'search_curves.png'} <= {p.name for p in (tmp_path / 'h').iterdir()}
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(data, tmp_path, monkeypatch):
@@ -207,6 +225,52 @@ def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
         tune(base, df, space, 1, tmp_path / 'h', objective='kfold')
     s2 = tune(replace(base, device='auto', workers=1), df, space, n_trials=0, out=tmp_path / 'h', resume=True)   # where it runs may change
     assert len(s2.trials) == 2
+
+
+# -- figures
+
+def toy_curve_study(n_trials):
+    "A search whose trials report 3 steps each; the median pruner stops the bad ones."
+    space = dict(lr=('log', 1e-4, 1e-1), loss=('cat', ['ce', 'focal']), old_age=('cat', [58, 60]))
+    def objective(t):
+        q = -(np.log10(suggest(t, space)['lr']) + 2) ** 2
+        for e in range(1, 4):
+            t.report(q + e, e)
+            if t.should_prune(): raise optuna.TrialPruned()
+        return q + 3
+    s = optuna.create_study(direction='maximize', sampler=optuna.samplers.RandomSampler(seed=0), pruner=make_pruner(True))
+    s.optimize(objective, n_trials=n_trials)
+    return s
+
+
+def test_search_figures_label_each_curve_and_warn_nothing():
+    s = toy_curve_study(12)
+    style = dict(plt.rcParams)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        figs = search_figures(s)
+    assert caught == [], [str(w.message) for w in caught]                   # ExperimentalWarning silenced on purpose
+    assert dict(plt.rcParams) == style                                      # Optuna's ggplot style did not leak
+    assert list(figs) == ['history', 'importances', 'params', 'curves']
+    labels = [t.get_text() for t in figs['curves'].axes[0].get_legend().get_texts()]
+    pruned = {t.number for t in s.trials if t.state == TrialState.PRUNED}
+    assert pruned and labels == [f'{t.number}' + (' pruned' if t.number in pruned else '') for t in s.trials]
+    plt.close('all')
+    one = search_figures(toy_curve_study(1))                                # too few trials for importances or slices
+    assert list(one) == ['history', 'curves'] and one['curves'].axes[0].get_legend() is not None
+    plt.close('all')
+
+
+def test_search_png_is_made_of_the_figures(tmp_path):
+    "save_results (called by tune) writes the figures with save_search_figures: each panel, and all on search.png."
+    paths = save_search_figures(toy_curve_study(12), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['search.png', 'search_curves.png', 'search_history.png',
+                                                           'search_importances.png', 'search_params.png']
+    assert paths['plot'] == tmp_path / 'search.png'
+    page, panel = plt.imread(paths['plot']), plt.imread(paths['history'])
+    assert page.shape[0] > 2 * panel.shape[0] and page.shape[1] > panel.shape[1]
+    assert save_search_figures(optuna.create_study(), tmp_path / 'e') == dict(plot=tmp_path / 'e' / 'search.png')
+    assert (tmp_path / 'e' / 'search.png').exists()                       # no trial reported yet: a page all the same
 
 
 # -- noise
