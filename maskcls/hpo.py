@@ -19,9 +19,9 @@ from optuna.trial import TrialState
 from .labels import macro_f1
 from .config import Config, ConfigError, config_from_dict, save_config
 from .models import check_model_name
-from .runs import new_run_dir
+from .runs import check_same_config, new_run_dir
 from .train import train_run
-from .cv import load_folds, person_folds, save_folds, score_oof, split_for, train_fold
+from .cv import folds_for, save_folds, score_oof, split_for, train_fold
 from .ensemble import bootstrap_people
 
 # %% auto #0
@@ -174,17 +174,15 @@ _FREE = ('device', 'workers', 'out', 'cache_dir')   # base options that may chan
 
 def _plain(x): return json.loads(json.dumps(x))      # as the study stores it: tuples become lists
 
+def _flat(s: dict) -> dict:
+    "A study's settings as one flat dict: the base options, one `space 'key'` entry per searched option, the objective."
+    return {**s['base'], **{f'space {k!r}': v for k, v in s['space'].items()}, 'objective': s['objective']}
+
 def _check_settings(out: Path, old: dict, new: dict):
     if 'base' not in old:
         raise ValueError(f'{out}/study.db was not made by tune(): it stores no base config to compare with')
-    diff = [f'{k}: {old["base"].get(k)!r} -> {v!r}' for k, v in new['base'].items()
-            if k not in _FREE and old['base'].get(k) != v]
-    for k in sorted(set(old['space']) | set(new['space'])):
-        if old['space'].get(k) != new['space'].get(k):
-            diff.append(f"space {k!r}: {old['space'].get(k)} -> {new['space'].get(k)}")
-    if old['objective'] != new['objective']: diff.append(f"objective: {old['objective']!r} -> {new['objective']!r}")
-    if diff: raise ValueError(f'{out} holds a search with other settings ({"; ".join(diff)}): '
-                              'resume with the same settings, or start a new folder')
+    o, n = _flat(old), _flat(new)
+    check_same_config(out, {**dict.fromkeys(o), **n}, o, _FREE, 'folder')
 
 def _report(trial, step: int, score: float, what: str):
     trial.report(score, step)
@@ -237,7 +235,7 @@ def tune(cfg: Config, df: pd.DataFrame, space: dict,
     study.set_user_attr('out', str(out))
     study.sampler = make_sampler(sampler, space, seed + len(study.trials))
     if objective == 'holdout': split = split_for(cfg, df)                        # the same people for every trial
-    else: folds = load_folds(cfg.folds_file) if cfg.folds_file else person_folds(df, cfg.folds, cfg.seed)
+    else: folds = folds_for(cfg, df)
 
     def run(trial):
         d = out / f'trial{trial.number}'
