@@ -14,13 +14,13 @@ import torch
 import yaml
 
 from .labels import OLD_AGE, scores
-from .layout import LayoutError, read_eval, read_image_folder, read_train
+from .layout import LayoutError, read_eval, read_image_folder, read_images, read_train, task_of
 from .synth import make_dataset
 from .eda import write_eda
 from .config import Config, ConfigError, add_config_args, config_from_args, load_config
 from .models import check_model_name
 from .runtime import setup_distributed
-from .runs import new_run_dir
+from .runs import load_task, new_run_dir, run_dirs
 from .train import train_run
 from .cv import run_cv, split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
@@ -29,12 +29,16 @@ from .compare import write_compare_report
 from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
 
 # %% auto #0
-__all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv', 'cmd_predict',
-           'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'demo_table', 'cmd_demo', 'build_parser', 'main']
+__all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
+           'read_predict_data', 'cmd_predict', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'demo_table', 'cmd_demo',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
 def _summary(df) -> str:
     r = df.attrs.get('report', {})
+    if 'classes' in r:   # an ImageFolder tree
+        return (f"{r['images']} images of {r['classes']} classes in {r['root']} "
+                f"({r.get('skipped_junk', 0)} macOS junk entries skipped)")
     return (f"{r.get('images', len(df))} images of {r.get('people', '?')} people in {r.get('root', '?')} "
             f"({r.get('skipped_junk', 0)} macOS junk entries skipped, {r.get('label_fixes', 0)} label fixes)")
 
@@ -87,9 +91,14 @@ def cmd_train(a):
     run = [Path(a.resume) if a.resume else (new_run_dir(cfg.out) if rank == 0 else None)]
     if world > 1: torch.distributed.broadcast_object_list(run)   # every process writes into process 0's new folder
     run = run[0]
-    if rank == 0: print(f'{_summary(df)}\ntraining on {tr.person.nunique()} people ({len(tr)} images), validating on '
-                        f'{va.person.nunique()} ({len(va)}) in {world} process(es); run folder {run}/')
-    res = train_run(cfg, tr, va, run, resume=bool(a.resume))
+    task = task_of(df)
+    if rank == 0 and task.attributes:
+        print(f'{_summary(df)}\ntraining on {tr.person.nunique()} people ({len(tr)} images), validating on '
+              f'{va.person.nunique()} ({len(va)}) in {world} process(es); run folder {run}/')
+    elif rank == 0:
+        print(f"{_summary(df)}\nclasses: {', '.join(task.classes)}\n"
+              f"training on {len(tr)} images, validating on {len(va)} in {world} process(es); run folder {run}/")
+    res = train_run(cfg, tr, va, run, resume=bool(a.resume), task=task)
     if rank == 0: print(f"best macro F1 {res['best']:.4f}; checkpoints, metrics.csv and TensorBoard events in {run}/ "
                         f"(tensorboard --logdir {run.parent})")
     if world > 1: torch.distributed.destroy_process_group()
@@ -107,31 +116,55 @@ def _devices(a) -> list:
 def cmd_cv(a):
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
     df = read_data(cfg)
-    res = run_cv(cfg, df, cfg.out, devices=_devices(a), resume=a.resume)
-    print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} (mask {res['f1_mask']:.3f}, "
-          f"gender {res['f1_gender']:.3f}, age {res['f1_age']:.3f}) over {res['images']} images; "
-          f"per fold {', '.join(f'{v:.4f}' for v in res['folds'].values())}")
+    task = task_of(df)
+    res = run_cv(cfg, df, cfg.out, devices=_devices(a), resume=a.resume, task=task)
+    parts = ', '.join(f"{n} {res[f'f1_{n}']:.3f}" for n, _ in task.attributes)    # competition only
+    print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} " + (f"({parts}) " if parts else '')
+          + f"over {res['images']} images; per fold {', '.join(f'{v:.4f}' for v in res['folds'].values())}")
+    if not task.attributes: print('F1 per class: ' + _per_class(res, task))
+
+def read_predict_data(data, task) -> tuple[pd.DataFrame, Path | None]:
+    "Images to predict (`ImageID`, `path`, `label` if known) and the `info.csv` a submission follows (or None)."
+    data = Path(data)
+    info = next((p for p in (data / 'info.csv', data / 'eval' / 'info.csv') if p.exists()), None)
+    if info is not None: return read_eval(info.parent), info                 # the competition's eval layout
+    root = data / 'images' if (data / 'images').is_dir() and task.attributes else data   # its images/ without info.csv
+    return read_images(root, task.classes), None                             # a folder of images or an ImageFolder tree
 
 def cmd_predict(a):
-    ev = read_eval(Path(a.data))
+    task = load_task(run_dirs(a.run)[0])
+    ev, info = read_predict_data(a.data, task)
     r = predict_dir(a.run, ev, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
     out = Path(a.out)
-    write_predictions(out, ev['ImageID'], r['probs'].numpy())
-    sub = out.with_name(out.stem + '_submission.csv')
-    info = Path(a.data) / 'info.csv' if (Path(a.data) / 'info.csv').exists() else Path(a.data) / 'eval' / 'info.csv'
-    write_submission(sub, info, ev['ImageID'], r['probs'].argmax(1).numpy())
-    print(f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])}) -> {out} and {sub}")
-    if 'label' in ev:
-        print(f"against {info.parent}/gt.csv (synthetic data only): "
-              f"{_fmt(scores(ev['label'].to_numpy(), r['probs'].numpy()))}")
+    write_predictions(out, ev['ImageID'], r['probs'].numpy(), task.n_classes)
+    views = f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])})"
+    if info is not None:
+        sub = out.with_name(out.stem + '_submission.csv')
+        write_submission(sub, info, ev['ImageID'], r['probs'].argmax(1).numpy())
+        print(f"{views} -> {out} and {sub}")
+    else: print(f"{views} -> {out} ({len(ev)} images, {task.n_classes} classes); "
+                f"no info.csv in {a.data}, so no submission file")
+    rep = ev.attrs.get('report', {})
+    if 'label' in ev and info is not None:
+        s = scores(ev['label'].to_numpy(), r['probs'].numpy())
+        print(f"against {info.parent}/gt.csv (synthetic data only): {_fmt(s)}")
+    elif 'label' in ev:
+        s = scores(ev['label'].to_numpy(), r['probs'].numpy(), task)
+        print(f"against the folder names (ImageFolder tree): {_fmt(s)}"
+              + ('' if task.attributes else f"; F1 per class: {_per_class(s, task)}"))
+    elif rep.get('folders'):
+        print(f"not scored: folders {rep['folders'][:5]} are not all classes of the run "
+              f"({', '.join(task.classes[:5])}...)")
 
 def _fmt(s: dict) -> str: return f"macro F1 {s['f1']:.4f}, accuracy {s['acc']:.4f}"
+
+def _per_class(s: dict, task) -> str: return ', '.join(f"{c} {s[f'f1_{c}']:.3f}" for c in task.classes)
 
 def cmd_ensemble(a):
     w = [float(x) for x in a.weights.split(',')] if a.weights else None
     r = ensemble_files(a.files, a.method, w, a.oof, a.info)
     out = Path(a.out)
-    if r['probs'] is not None: write_predictions(out, r['ids'], r['probs'])
+    if r['probs'] is not None: write_predictions(out, r['ids'], r['probs'], r['probs'].shape[1])
     if a.info:
         sub = out if r['probs'] is None else out.with_name(out.stem + '_submission.csv')
         write_submission(sub, a.info, r['ids'], r['labels'])
@@ -269,19 +302,20 @@ def _cv_args(p):
 def _predict_args(p):
     p.add_argument('--run', required=True, type=Path, help='a training run folder, or a CV folder (its folds vote)')
     p.add_argument('--data', required=True, type=Path,
-                   help='the eval/ folder (info.csv + images/) or the folder holding it')
+                   help='the eval/ folder (info.csv + images/) or the folder holding it; or any folder of images, '
+                        'or an ImageFolder tree (root/<class>/<image>, scored by its folder names)')
     p.add_argument('--tta', default='face',
                    help=f'test-time augmentation: a preset {list(TTA_PRESETS)} or view names joined by commas')
     p.add_argument('--merge', default='mean', choices=['mean', 'gmean', 'max'], help='how TTA views are merged')
     p.add_argument('--out', required=True, type=Path,
-                   help='prediction file to write (ImageID,p0..p17); the submission goes beside it')
+                   help='prediction file to write (ImageID,p0..p17: a column per class); the submission (with info.csv) beside it')
     p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
     p.add_argument('--batch-size', type=int, default=None,
                    help="images per batch, before TTA views (default: twice the run's batch size)")
 
 def _ensemble_args(p):
     p.add_argument('files', nargs='+', type=Path,
-                   help='prediction files (ImageID,p0..p17) or submissions (ImageID,ans)')
+                   help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans)')
     p.add_argument('--method', default='soft', choices=ENSEMBLE_METHODS, help='how members vote')
     p.add_argument('--weights', default='', help='comma-separated member weights (default: equal)')
     p.add_argument('--oof', nargs='+', type=Path, default=None,

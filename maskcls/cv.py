@@ -15,12 +15,13 @@ import pandas as pd
 import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from .labels import AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, confusion, decode, scores
+from .labels import AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, Task, confusion, decode, scores
+from .layout import task_of
 from .loader import Loader, pick_device
 from .config import Config, load_config, save_config
 from .runtime import open_cache
 from .predict import plot_confusion, predict
-from .runs import check_same_config, new_run_dir
+from .runs import check_same_config, load_task, new_run_dir, save_task
 from .train import train_run
 
 # %% auto #0
@@ -30,9 +31,10 @@ __all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_ba
 
 # %% ../nbs/14_cv.ipynb #a353487f
 def people_table(df: pd.DataFrame) -> pd.DataFrame:
-    "One row per person with the gender x age-group stratum (0..5) taken from the official label."
-    _, g, a = decode(df['label'].to_numpy())
-    p = pd.DataFrame(dict(person=df['person'].to_numpy(), stratum=g * 3 + a)).drop_duplicates('person')
+    "One row per person with the gender x age-group stratum (0..5) of the label (its class: a task without attributes)."
+    if task_of(df).attributes: _, g, a = decode(df['label'].to_numpy()); stratum = g * 3 + a
+    else: stratum = df['label'].to_numpy()
+    p = pd.DataFrame(dict(person=df['person'].to_numpy(), stratum=stratum)).drop_duplicates('person')
     if p['person'].duplicated().any():
         bad = p.loc[p['person'].duplicated(), 'person'].tolist()[:5]
         raise ValueError(f'people {bad} have photos with different gender or age groups: a person must be one stratum')
@@ -109,7 +111,7 @@ def split_for(cfg: Config, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
 def _fold_done(d: Path) -> bool: return (d / 'done.json').exists() and (d / 'valid_preds.csv').exists()
 
 def train_fold(cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, fold: int, out, device: str | None = None,
-               progress: bool = True, threads: int = 0) -> Path:
+               progress: bool = True, threads: int = 0, task: Task | None = None) -> Path:
     "Train (or resume, or skip if finished) fold `fold` of a CV run in `out/fold<fold>`; returns that folder."
     if threads: torch.set_num_threads(threads)
     d = Path(out) / f'fold{fold}'
@@ -117,34 +119,39 @@ def train_fold(cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, fold: int, ou
     tr, va = split_rows(df, image_fold(df, folds), fold)
     d.mkdir(parents=True, exist_ok=True)
     c = replace(cfg, fold=fold, device=device or cfg.device, out=str(d))
-    res = train_run(c, tr, va, d, resume=(d / 'last.pt').exists(), progress=progress)
+    task = task or task_of(df)
+    res = train_run(c, tr, va, d, resume=(d / 'last.pt').exists(), progress=progress, task=task)
     preds = va[['path', 'person', 'label']].copy()
-    preds[PROB_COLS] = res['valid_probs'].numpy()
+    preds[task.prob_cols] = res['valid_probs'].numpy()
     preds['fold'] = fold
     preds.to_csv(d / 'valid_preds.csv', index=False)
     (d / 'done.json').write_text(json.dumps(dict(fold=fold, best_f1=res['best'], epochs=len(res['history']))))
     return d
 
 def _fold_worker(args):
-    cfg, df, folds, fold, out, devices, progress = args
+    cfg, df, folds, fold, out, devices, progress, task = args
     dev = devices.get()                                   # a free device from the shared pool
-    try: return train_fold(cfg, df, folds, fold, out, dev, progress, threads=1 if dev.startswith('cpu') else 0)
+    try: return train_fold(cfg, df, folds, fold, out, dev, progress, threads=1 if dev.startswith('cpu') else 0,
+                           task=task)
     finally: devices.put(dev)
 
 # %% ../nbs/14_cv.ipynb #90a52d9e
 _RUN_KEYS_FREE = ('device', 'workers', 'out', 'fold')   # options that may differ when a CV run is resumed
 
-def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = False, progress: bool = True) -> dict:
+def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = False, progress: bool = True,
+           task: Task | None = None) -> dict:   # the classes (default: `task_of(df)`, from the reader)
     "Train every fold of a person-level K-fold split into `out/fold<k>` and score the out-of-fold predictions."
-    out = Path(out)
+    out, task = Path(out), task or task_of(df)
     if resume:
         if not (out / 'config.yaml').exists(): raise FileNotFoundError(f'{out} is not a CV folder to resume (no config.yaml)')
         check_same_config(out, asdict(cfg), asdict(load_config(out / 'config.yaml')), _RUN_KEYS_FREE, 'CV folder')
         folds = load_folds(out / 'folds.csv')
+        if load_task(out) != task:
+            raise ValueError(f'{out} was run on other classes ({load_task(out).classes}): resume it with the same data')
     else:
         out = new_run_dir(out)
         folds = folds_for(cfg, df)
-        save_folds(folds, out / 'folds.csv'); save_config(cfg, out / 'config.yaml')
+        save_folds(folds, out / 'folds.csv'); save_config(cfg, out / 'config.yaml'); save_task(task, out)
     k = int(folds['fold'].max()) + 1
     todo = [f for f in range(k) if not _fold_done(out / f'fold{f}')]
     devices = list(devices or [])
@@ -153,14 +160,14 @@ def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = Fals
         with ctx.Manager() as m, ProcessPoolExecutor(len(devices), mp_context=ctx) as ex:
             pool = m.Queue()
             for d in devices: pool.put(d)
-            list(ex.map(_fold_worker, [(cfg, df, folds, f, out, pool, False) for f in todo]))
+            list(ex.map(_fold_worker, [(cfg, df, folds, f, out, pool, False, task) for f in todo]))
     else:
-        for f in todo: train_fold(cfg, df, folds, f, out, devices[0] if devices else None, progress)
+        for f in todo: train_fold(cfg, df, folds, f, out, devices[0] if devices else None, progress, task=task)
     return score_oof(out)
 
 # %% ../nbs/14_cv.ipynb #d81c3bf2
 def read_oof(out) -> pd.DataFrame:
-    "Out-of-fold predictions of a CV folder: one row per training image with path, person, label, fold, p0..p17."
+    "Out-of-fold predictions of a CV folder: one row per training image with path, person, label, fold, p0..p{C-1}."
     out = Path(out)
     parts = sorted(out.glob('fold*/valid_preds.csv'))
     if not parts: raise FileNotFoundError(f'no finished folds in {out} (fold*/valid_preds.csv)')
@@ -169,13 +176,17 @@ def read_oof(out) -> pd.DataFrame:
 def score_oof(out) -> dict:
     "Write `oof.csv`, `oof_metrics.json` and `oof_confusion.png` for a CV folder; return the metrics."
     out = Path(out)
-    oof = read_oof(out)
+    oof, task = read_oof(out), load_task(out)
     oof.to_csv(out / 'oof.csv', index=False)
-    y, p = oof['label'].to_numpy(), oof[PROB_COLS].to_numpy()
-    res = dict(scores(y, p), images=len(oof), folds={int(f): scores(g['label'].to_numpy(), g[PROB_COLS].to_numpy())['f1'] for f, g in oof.groupby('fold')})
-    res['confusion'] = confusion(y, p).tolist()
+    cols = task.prob_cols
+    y, p = oof['label'].to_numpy(), oof[cols].to_numpy()
+    res = dict(scores(y, p, task), images=len(oof),
+               folds={int(f): scores(g['label'].to_numpy(), g[cols].to_numpy(), task)['f1']
+                      for f, g in oof.groupby('fold')})
+    res['confusion'] = confusion(y, p, task.n_classes).tolist()
     (out / 'oof_metrics.json').write_text(json.dumps(res, indent=1))
-    fig = plot_confusion(np.array(res['confusion']), f"out-of-fold: macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f}")
+    title = f"out-of-fold: macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f}"
+    fig = plot_confusion(np.array(res['confusion']), title, task.classes)
     fig.savefig(out / 'oof_confusion.png', dpi=90); plt.close(fig)
     return res
 

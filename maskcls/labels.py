@@ -4,15 +4,17 @@
 
 # %% ../nbs/00_labels.ipynb #62b32efd
 from __future__ import annotations
+from dataclasses import dataclass
 from enum import IntEnum
+from math import prod
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 # %% auto #0
 __all__ = ['N_MASK', 'N_GENDER', 'N_AGE', 'N_CLASSES', 'MASK_NAMES', 'GENDER_NAMES', 'AGE_NAMES', 'YOUNG_AGE', 'OLD_AGE',
-           'MASK_STEMS', 'CLASS_NAMES', 'PROB_COLS', 'Mask', 'Gender', 'AgeGroup', 'mask_from_stem', 'gender_from_str',
-           'age_group', 'encode', 'decode', 'class_name', 'short_name', 'marginals', 'joint', 'macro_f1', 'scores',
-           'confusion']
+           'MASK_STEMS', 'CLASS_NAMES', 'PROB_COLS', 'MASK_TASK', 'Mask', 'Gender', 'AgeGroup', 'mask_from_stem',
+           'gender_from_str', 'age_group', 'encode', 'decode', 'class_name', 'prob_cols', 'short_name', 'Task',
+           'marginals', 'joint', 'macro_f1', 'scores', 'confusion']
 
 # %% ../nbs/00_labels.ipynb #ad777390
 class Mask(IntEnum):
@@ -71,13 +73,74 @@ def class_name(label: int, sep: str = '/') -> str:
     return sep.join((MASK_NAMES[m], GENDER_NAMES[g], AGE_NAMES[a]))
 
 CLASS_NAMES = tuple(class_name(c) for c in range(N_CLASSES))
-PROB_COLS = [f'p{c}' for c in range(N_CLASSES)]   # the 18 probability columns of prediction and OOF files
+def prob_cols(n_classes: int = N_CLASSES) -> list:
+    "Names of the probability columns of prediction and OOF files: `p0..p{n_classes-1}`."
+    return [f'p{c}' for c in range(n_classes)]
+
+PROB_COLS = prob_cols()   # the competition's 18
 _MASK_SHORT = ('wear', 'incorrect', 'no mask')
 
 def short_name(c: int) -> str:
     "A class as a short title: number, mask, M/F, age group, e.g. `13 no mask M 30-59`."
     m, g, a = decode(int(c))
     return f'{int(c)} {_MASK_SHORT[m]} {"MF"[g]} {AGE_NAMES[a]}'
+
+# %% ../nbs/00_labels.ipynb #66b1108a
+@dataclass(frozen=True)
+class Task:
+    "What a model predicts: class names in label order, and the attributes whose combinations make them (if any)."
+    name: str
+    classes: tuple            # class names; label c is classes[c]
+    attributes: tuple = ()    # ((attribute, value names), ...): a class is the mixed-radix number of its codes
+    short: tuple = ()         # short class titles for plots (default: number and name)
+
+    def __post_init__(self):
+        object.__setattr__(self, 'classes', tuple(str(c) for c in self.classes))
+        object.__setattr__(self, 'attributes', tuple((str(a), tuple(str(v) for v in vs)) for a, vs in self.attributes))
+        object.__setattr__(self, 'short', tuple(str(s) for s in self.short))
+        if not self.classes: raise ValueError(f'task {self.name!r} has no classes: give at least one class name')
+        dup = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if dup: raise ValueError(f'task {self.name!r}: class names {dup} appear more than once')
+        n = prod(len(vs) for _, vs in self.attributes)
+        if self.attributes and n != self.n_classes:
+            raise ValueError(f'task {self.name!r}: attributes make {n} combinations, classes are {self.n_classes}')
+        if self.short and len(self.short) != self.n_classes:
+            raise ValueError(f'task {self.name!r}: {len(self.short)} short names for {self.n_classes} classes')
+
+    @property
+    def n_classes(self) -> int: return len(self.classes)
+    @property
+    def prob_cols(self) -> list: return prob_cols(self.n_classes)   # the columns of prediction and OOF files
+
+    @classmethod
+    def from_classes(cls, names, name: str = 'classes') -> Task:
+        "A task of plain classes `names` (label order), without attributes: e.g. the folders of an ImageFolder tree."
+        return cls(name, tuple(names))
+
+    def decode(self, label) -> tuple:
+        "The attribute codes of `label` (int, array or tensor), one per attribute: `decode` for any task."
+        codes, rest = [], label
+        for _, vs in reversed(self.attributes): codes.append(rest % len(vs)); rest = rest // len(vs)
+        return tuple(reversed(codes))
+
+    def short_name(self, c) -> str:
+        "A short title of class `c` for plots."
+        return self.short[int(c)] if self.short else f'{int(c)} {self.classes[int(c)]}'
+
+    def to_dict(self) -> dict:
+        "Plain lists and strings, for `task.json`."
+        return dict(name=self.name, classes=list(self.classes), attributes=[[a, list(vs)] for a, vs in self.attributes],
+                    short=list(self.short))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Task:
+        "The task that `to_dict` wrote; unknown keys are refused."
+        extra = set(d) - {'name', 'classes', 'attributes', 'short'}
+        if extra: raise ValueError(f'unknown task keys {sorted(extra)}: expected name, classes, attributes, short')
+        return cls(d['name'], d['classes'], d.get('attributes', ()), d.get('short', ()))
+
+MASK_TASK = Task('mask', CLASS_NAMES, (('mask', MASK_NAMES), ('gender', GENDER_NAMES), ('age', AGE_NAMES)),
+                 tuple(short_name(c) for c in range(N_CLASSES)))
 
 # %% ../nbs/00_labels.ipynb #41e793ee
 def _sum(x, axes):
@@ -103,13 +166,17 @@ def macro_f1(y, pred) -> float:
     "Macro F1 over the classes present in `y` or `pred` (labels, or probabilities whose argmax is taken)."
     return float(f1_score(_labels(y), _labels(pred), average='macro', zero_division=0))
 
-def scores(y, pred) -> dict:
-    "Macro F1 and accuracy over the 18 classes, and macro F1 of each attribute."
+def scores(y, pred, task: Task = MASK_TASK) -> dict:
+    "Macro F1 and accuracy; then macro F1 of each attribute (`f1_mask`, ...), or of each class if the task has none."
     y, p = _labels(y), _labels(pred)
     res = dict(f1=macro_f1(y, p), acc=float((y == p).mean()))
-    for name, a, b in zip(('mask', 'gender', 'age'), decode(y), decode(p)): res[f'f1_{name}'] = macro_f1(a, b)
+    if task.attributes:
+        for (name, _), a, b in zip(task.attributes, task.decode(y), task.decode(p)): res[f'f1_{name}'] = macro_f1(a, b)
+    else:
+        per = f1_score(y, p, labels=np.arange(task.n_classes), average=None, zero_division=0)
+        res.update({f'f1_{c}': float(v) for c, v in zip(task.classes, per)})
     return res
 
-def confusion(y, pred) -> np.ndarray:
-    "18 x 18 confusion matrix: rows are true classes, columns predicted."
-    return confusion_matrix(_labels(y), _labels(pred), labels=np.arange(N_CLASSES))
+def confusion(y, pred, n_classes: int = N_CLASSES) -> np.ndarray:
+    "`n_classes` x `n_classes` confusion matrix (18 x 18 in the competition): rows are true classes, columns predicted."
+    return confusion_matrix(_labels(y), _labels(pred), labels=np.arange(n_classes))

@@ -14,12 +14,13 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .labels import MASK_STEMS, OLD_AGE, Gender, Mask, age_group, encode, gender_from_str
+from .labels import MASK_STEMS, MASK_TASK, OLD_AGE, Gender, Mask, Task, age_group, encode, gender_from_str
 
 # %% auto #0
 __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER_FIXES', 'MASK_SWAP_IDS', 'Problem',
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
-           'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'read_eval', 'read_image_folder']
+           'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'read_eval', 'read_image_folder',
+           'task_of', 'read_images']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -183,6 +184,7 @@ def read_train(root, check_pixels: bool = False, fix_labels: bool = False, old_a
     df.attrs['report'] = dict(root=str(root), images=len(df), people=df['person'].nunique(), skipped_junk=skipped['junk'],
                               csv_checked=csv_path.exists(), pixels_checked=check_pixels, label_fixes=len(fixes), old_age=old_age)
     df.attrs['fixes'] = fixes.to_dict('records')   # plain records: pandas compares attrs when tables are combined
+    df.attrs['task'] = MASK_TASK
     return df
 
 # %% ../nbs/01_layout.ipynb #076708f7
@@ -256,5 +258,39 @@ def read_image_folder(root, exts=IMG_EXTS) -> pd.DataFrame:
     if problems: raise LayoutError(problems, root)
     df = pd.DataFrame(rows)
     df.attrs['classes'] = classes
+    df.attrs['task'] = Task.from_classes(classes, root.name or 'classes')
     df.attrs['report'] = dict(root=str(root), images=len(df), classes=len(classes), skipped_junk=junk)
+    return df
+
+def task_of(df: pd.DataFrame) -> Task:
+    "The task a table was read with (`df.attrs['task']`; the competition's if none), checked against its labels."
+    t = df.attrs.get('task', MASK_TASK)
+    if 'label' in df.columns and len(df) and int(df['label'].max()) >= t.n_classes:
+        raise ValueError(f"labels go up to {int(df['label'].max())} but task {t.name!r} has {t.n_classes} classes: "
+                         "read the data with read_train or read_image_folder, which record it in df.attrs['task']")
+    return t
+
+# %% ../nbs/01_layout.ipynb #fca80809
+def read_images(root, classes=None, exts=IMG_EXTS) -> pd.DataFrame:
+    "`ImageID` (relative path) and `path` of each image in `root`; `label` in an ImageFolder tree of `classes`."
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f'{root} is not a folder: expected a folder of images or root/<class>/<image> files')
+    rows, problems, junk = [], [], 0
+    for f in sorted(root.rglob('*')):
+        rel = f.relative_to(root)
+        if any(is_junk(part) for part in rel.parts): junk += f.is_file(); continue
+        if f.is_dir(): continue
+        if f.suffix.lower() not in exts:
+            problems.append(Problem(str(f), f'unknown file: expected images with extension {"/".join(exts)}')); continue
+        rows.append(dict(ImageID=rel.as_posix(), path=str(f)))
+    if not rows and not problems:
+        problems.append(Problem(str(root), f'no images: expected files with extension {"/".join(exts)}'))
+    if problems: raise LayoutError(problems, root)
+    df = pd.DataFrame(rows)
+    parts = [Path(i).parts for i in df['ImageID']]
+    folders = sorted({p[0] for p in parts if len(p) > 1})
+    labelled = classes is not None and all(len(p) > 1 for p in parts) and set(folders) <= set(classes)
+    if labelled: df['label'] = [list(classes).index(p[0]) for p in parts]
+    df.attrs['report'] = dict(root=str(root), images=len(df), skipped_junk=junk, folders=folders, labelled=labelled)
     return df

@@ -98,11 +98,15 @@ HEADS = ('single', 'three')
 class MaskModel(nn.Module):
     "A backbone that returns features, followed by a single 18-way head or three heads."
     def __init__(self, backbone: nn.Module, n_features: int, head: str = 'single', drop: float = 0.,
-                 name: str = '', cut: str | None = None):  # `cut`: name of the classifier removed from `backbone`
+                 name: str = '', cut: str | None = None,  # `cut`: name of the classifier removed from `backbone`
+                 n_classes: int = N_CLASSES):              # outputs of the single head (the task's classes)
         super().__init__()
         if head not in HEADS: raise ValueError(f'unknown head {head!r}: expected one of {HEADS}')
+        if head == 'three' and n_classes != N_CLASSES:
+            raise ValueError(f'three heads (mask, gender, age) make {N_CLASSES} classes, the task has {n_classes}: '
+                             'use head single')
         self.backbone, self.name, self.head_kind, self.cut = backbone, name, head, cut
-        self.head = (nn.Sequential(nn.Dropout(drop), nn.Linear(n_features, N_CLASSES)) if head == 'single'
+        self.head = (nn.Sequential(nn.Dropout(drop), nn.Linear(n_features, n_classes)) if head == 'single'
                      else ThreeHeads(n_features, drop))
         self.weights_info = 'random initialisation'
     def forward(self, x: Tensor): return self.head(self.backbone(x))
@@ -178,6 +182,7 @@ def create_model(name: str = 'resnet18',  # `tiny` or a torchvision model name, 
                  weights=None,             # None, a torchvision weights name ('DEFAULT', 'IMAGENET1K_V1', ...) or a file
                  head: str = 'single',     # 'single' (18 logits) or 'three' (mask, gender, age heads)
                  drop: float = 0.,         # dropout before the head(s)
+                 n_classes: int = N_CLASSES,  # outputs of a single head: the task's number of classes
                  **kwargs,                 # passed on to torchvision's model builder
                 ) -> MaskModel:
     "Build model `name` with an 18-way or three-head classifier and the requested starting weights."
@@ -190,7 +195,7 @@ def create_model(name: str = 'resnet18',  # `tiny` or a torchvision model name, 
         if name in ('googlenet', 'inception_v3'): kwargs.setdefault('aux_logits', False)
         backbone = get_model(name, weights=None if isinstance(w, Path) else w, **kwargs)
         cut, nf = cut_classifier(backbone)
-    model = MaskModel(backbone, nf, head=head, drop=drop, name=name, cut=cut)
+    model = MaskModel(backbone, nf, head=head, drop=drop, name=name, cut=cut, n_classes=n_classes)
     if isinstance(w, Path): model.weights_info = load_weights(model, w)
     elif w is not None: model.weights_info = f'torchvision weights {type(w).__name__}.{w.name}'
     return model

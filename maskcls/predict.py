@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .labels import CLASS_NAMES, N_CLASSES, short_name
+from .labels import CLASS_NAMES, MASK_TASK, N_CLASSES, Task
 from .augment import IMAGENET_MEAN, IMAGENET_STD, denormalize
 from .models import class_log_probs
 from .runtime import gather_rows
@@ -39,7 +39,8 @@ def predict(model: nn.Module, dl,             # a model, and a loader yielding (
             dtype=None,                       # autocast dtype (None: fp32)
             keep_images: int = 0,             # also return the first `keep_images` inputs (for a picture)
             views=None,                       # functions batch -> batch: probabilities per view, (V, N, C)
-            max_batch: int | None = None):    # most images per forward pass (None: all views of a batch at once)
+            max_batch: int | None = None,     # most images per forward pass (None: all views of a batch at once)
+            n_classes: int = N_CLASSES):      # columns of the (empty) result when `dl` yields no batch
     "Class probabilities (float32, CPU) of every image of `dl`, the targets, and the first `keep_images` inputs."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     fns = list(views) if views else [_same]
@@ -54,7 +55,7 @@ def predict(model: nn.Module, dl,             # a model, and a loader yielding (
             if len(b) > 2: ids.append(b[2].cpu())                   # row positions, from a sharded (multi-process) loader
             if keep_images and sum(len(i) for i in imgs) < keep_images: imgs.append(xb[:keep_images].float().cpu())
     finally: model.train(was_training)
-    p = torch.cat(probs, 1) if probs else torch.empty(len(fns), 0, N_CLASSES)
+    p = torch.cat(probs, 1) if probs else torch.empty(len(fns), 0, n_classes)
     y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long)
     if ids:
         p, y = gather_rows(torch.cat(ids), p.transpose(0, 1), y)
@@ -66,18 +67,20 @@ def hard_targets(y: torch.Tensor) -> torch.Tensor:
     return y.argmax(-1) if y.ndim == 2 else y
 
 # %% ../nbs/11_predict.ipynb #e4adb1a9
-def plot_confusion(cm: np.ndarray, title: str = ''):
-    "Heat map of an 18 x 18 confusion matrix with class names, counts in the cells."
-    fig, ax = plt.subplots(figsize=(9, 8))
+def plot_confusion(cm: np.ndarray, title: str = '', names=CLASS_NAMES):
+    "Heat map of a confusion matrix (18 x 18 for the competition) with class `names`, counts in the cells."
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(max(4, n / 2), max(3.5, n * 4 / 9)))
     ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap='Blues', vmin=0, vmax=1)
     for i, j in zip(*np.nonzero(cm)): ax.text(j, i, int(cm[i, j]), ha='center', va='center', fontsize=6)
-    ax.set_xticks(range(N_CLASSES), CLASS_NAMES, rotation=90, fontsize=6); ax.set_yticks(range(N_CLASSES), CLASS_NAMES, fontsize=6)
+    ax.set_xticks(range(n), names, rotation=90, fontsize=6); ax.set_yticks(range(n), names, fontsize=6)
     ax.set_xlabel('predicted'); ax.set_ylabel('true'); ax.set_title(title or 'confusion matrix (row-normalised colour, counts)')
     fig.tight_layout()
     return fig
 
-def plot_predictions(imgs: torch.Tensor, y, pred, n: int = 16, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    "Grid of (normalised) images titled with true (T) and predicted (P) mask/gender/age; mistakes in red."
+def plot_predictions(imgs: torch.Tensor, y, pred, n: int = 16, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                     task: Task = MASK_TASK):   # the classes' short names
+    "Grid of (normalised) images titled with true (T) and predicted (P) classes (mask/gender/age); mistakes in red."
     n = min(n, len(imgs)); cols = min(8, n); rows = max(1, -(-n // cols))
     fig, axs = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 2.3), squeeze=False)
     x = denormalize(imgs[:n], mean, std).clamp(0, 1)
@@ -86,6 +89,7 @@ def plot_predictions(imgs: torch.Tensor, y, pred, n: int = 16, mean=IMAGENET_MEA
         if i >= n: continue
         ax.imshow(x[i].permute(1, 2, 0).numpy())
         ok = int(y[i]) == int(pred[i])
-        ax.set_title(f'T {short_name(y[i])}\nP {short_name(pred[i])}', fontsize=6, color='black' if ok else 'red')
+        ax.set_title(f'T {task.short_name(y[i])}\nP {task.short_name(pred[i])}', fontsize=6,
+                     color='black' if ok else 'red')
     fig.tight_layout()
     return fig

@@ -4,6 +4,7 @@
 
 # %% ../nbs/12_runs.ipynb #673fa24e
 from __future__ import annotations
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,14 +13,15 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .labels import N_CLASSES, class_name, confusion
+from .labels import MASK_TASK, Task, confusion
 from .augment import IMAGENET_MEAN, IMAGENET_STD
 from .models import create_model
 from .config import Config, load_config, save_config
 from .predict import plot_confusion, plot_predictions
 
 # %% auto #0
-__all__ = ['new_run_dir', 'load_best', 'load_run', 'run_dirs', 'check_same_config', 'RunLogger', 'read_events']
+__all__ = ['TASK_FILE', 'new_run_dir', 'save_task', 'load_task', 'load_best', 'load_run', 'run_dirs', 'check_same_config',
+           'RunLogger', 'read_events']
 
 # %% ../nbs/12_runs.ipynb #13b1b605
 def new_run_dir(path) -> Path:
@@ -30,6 +32,23 @@ def new_run_dir(path) -> Path:
         i += 1; cand = path.with_name(f'{path.name}{i}')
     cand.mkdir(parents=True, exist_ok=True)
     return cand
+
+# %% ../nbs/12_runs.ipynb #3857469a
+TASK_FILE = 'task.json'
+
+def save_task(task: Task, folder) -> Path:
+    "Write `folder/task.json` (class names, attributes) for the commands that read the run later."
+    p = Path(folder) / TASK_FILE
+    p.write_text(json.dumps(task.to_dict(), indent=1))
+    return p
+
+def load_task(folder) -> Task:
+    "The task recorded in a run or CV folder (`task.json`); the competition's for a folder without one (older runs)."
+    p = Path(folder) / TASK_FILE
+    if not p.exists(): return MASK_TASK
+    try: return Task.from_dict(json.loads(p.read_text()))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f'{p} is not a task file ({e}): restore it, or delete it for a competition run') from None
 
 # %% ../nbs/12_runs.ipynb #c2bc7684
 def load_best(run_dir, model: nn.Module) -> dict:
@@ -43,7 +62,7 @@ def load_best(run_dir, model: nn.Module) -> dict:
 def load_run(run_dir, device='cpu') -> tuple[nn.Module, Config]:
     "The best model of a run folder, in eval mode on `device`, and the run's config (no download: best.pt holds every weight)."
     cfg = load_config(Path(run_dir) / 'config.yaml')
-    model = create_model(cfg.model, None, cfg.heads)
+    model = create_model(cfg.model, None, cfg.heads, n_classes=load_task(run_dir).n_classes)
     load_best(run_dir, model)
     return model.to(device).eval(), cfg
 
@@ -69,10 +88,11 @@ _HPARAMS = ('model', 'heads', 'weights', 'img_size', 'loss', 'label_smoothing', 
 
 class RunLogger:
     "What a run records besides checkpoints: config.yaml, TensorBoard events and a W&B run."
-    def __init__(self, run_dir, cfg: Config, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-        self.run_dir, self.cfg, self.mean, self.std = Path(run_dir), cfg, mean, std
+    def __init__(self, run_dir, cfg: Config, mean=IMAGENET_MEAN, std=IMAGENET_STD, task: Task = MASK_TASK):
+        self.run_dir, self.cfg, self.mean, self.std, self.task = Path(run_dir), cfg, mean, std, task
         self.writer = self.wandb = None
         save_config(cfg, self.run_dir / 'config.yaml')
+        save_task(task, self.run_dir)
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / 'tb'))
@@ -93,13 +113,16 @@ class RunLogger:
                            .replace('train_loss', 'train/loss').replace('lr', 'train/lr'))
                     w.add_scalar(tag, v, e)
             pred = chosen['probs'].argmax(-1)
-            fig = plot_confusion(confusion(chosen['y'].numpy(), pred.numpy()), f"epoch {e}: macro F1 {row['score']:.4f}")
+            fig = plot_confusion(confusion(chosen['y'].numpy(), pred.numpy(), self.task.n_classes),
+                                 f"epoch {e}: macro F1 {row['score']:.4f}", self.task.classes)
             w.add_figure('valid/confusion', fig, e); plt.close(fig)
             if ev['imgs'] is not None:
-                fig = plot_predictions(ev['imgs'], ev['y'], ev['probs'].argmax(-1), mean=self.mean, std=self.std)
+                fig = plot_predictions(ev['imgs'], ev['y'], ev['probs'].argmax(-1), mean=self.mean, std=self.std,
+                                       task=self.task)
                 w.add_figure('valid/predictions', fig, e); plt.close(fig)
-            for c in range(N_CLASSES):
-                if (chosen['y'] == c).any(): w.add_pr_curve(f'pr/{c:02d}_{class_name(c, "_")}', chosen['y'] == c, chosen['probs'][:, c], e)
+            for c, name in enumerate(self.task.classes):
+                tag = f'pr/{c:02d}_{name.replace("/", "_")}'
+                if (chosen['y'] == c).any(): w.add_pr_curve(tag, chosen['y'] == c, chosen['probs'][:, c], e)
             w.flush()
         if self.wandb is not None: self.wandb.log(row, step=row['epoch'])
 

@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .labels import N_CLASSES, PROB_COLS
+from .labels import N_CLASSES, prob_cols
 from .ensemble import (attribute_hard_vote, attribute_soft_vote, gmean_vote, greedy_select, hard_vote, rank_vote,
                               soft_vote)
 
@@ -74,10 +74,12 @@ def _info_ids(info) -> np.ndarray:
     return np.asarray(info[ID] if isinstance(info, pd.DataFrame) else info, dtype=str)
 
 # %% ../nbs/17_submission.ipynb #f93953f6
-def check_probs(probs, source: str = 'probabilities', ids=None, tol: float = 1e-3) -> np.ndarray:
-    "`probs` as a float array `(N, 18)`, checked: finite, >= 0, rows summing to 1 within `tol`."
+def check_probs(probs, source: str = 'probabilities', ids=None, tol: float = 1e-3,
+                n_classes: int = N_CLASSES) -> np.ndarray:   # the task's classes: 18 for the competition
+    "`probs` as a float array `(N, n_classes)`, checked: finite, >= 0, rows summing to 1 within `tol`."
     p = np.asarray(probs, dtype=float)
-    if p.ndim != 2 or p.shape[1] != N_CLASSES: raise ValueError(f'{source}: expected shape (N, {N_CLASSES}), got {p.shape}')
+    if p.ndim != 2 or p.shape[1] != n_classes:
+        raise ValueError(f'{source}: expected shape (N, {n_classes}), got {p.shape}')
     bad = ~np.isfinite(p).all(1) | (p < 0).any(1) | (np.abs(p.sum(1) - 1) > tol)
     if bad.any():
         i = int(np.argmax(bad)); who = f'ImageID {ids[i]}' if ids is not None else f'row {i}'
@@ -85,31 +87,33 @@ def check_probs(probs, source: str = 'probabilities', ids=None, tol: float = 1e-
                          f'first {who}: {np.round(p[i], 4).tolist()}')
     return p
 
-def write_predictions(path, ids, probs) -> Path:
-    "Write `ImageID,p0..p17` for images `ids` with `(N, 18)` probabilities `probs`."
+def write_predictions(path, ids, probs, n_classes: int = N_CLASSES) -> Path:
+    "Write `ImageID,p0..p17` (`p0..p{n_classes-1}`) for images `ids` with `(N, n_classes)` probabilities `probs`."
     ids = np.asarray(ids, dtype=str)
-    p = check_probs(probs, str(path), ids)
+    p = check_probs(probs, str(path), ids, n_classes=n_classes)
     if len(ids) != len(p): raise ValueError(f'{path}: {len(ids)} ids but {len(p)} rows of probabilities')
     check_ids(ids, source=str(path))
-    df = pd.DataFrame(p, columns=PROB_COLS); df.insert(0, ID, ids)
+    df = pd.DataFrame(p, columns=prob_cols(n_classes)); df.insert(0, ID, ids)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False, float_format='%.7g')
     return Path(path)
 
 def read_predictions(path,
                      expected=None,  # info.csv path or DataFrame, or ids: check the ids and return rows in this order
+                     n_classes: int = N_CLASSES,  # probability columns expected (the task's classes)
                     ) -> pd.DataFrame:
-    "A prediction file as a DataFrame indexed by `ImageID` with float columns `p0..p17`."
+    "A prediction file as a DataFrame indexed by `ImageID` with float columns `p0..p17` (`p0..p{n_classes-1}`)."
     df = _read_csv(path, 'prediction file')
-    if list(df.columns) != [ID] + PROB_COLS:
-        raise ValueError(f'{path}: expected columns {ID},p0..p{N_CLASSES - 1}, got {",".join(df.columns)}')
-    p = df[PROB_COLS].apply(pd.to_numeric, errors='coerce')
+    cols = prob_cols(n_classes)
+    if list(df.columns) != [ID] + cols:
+        raise ValueError(f'{path}: expected columns {ID},p0..p{n_classes - 1}, got {",".join(df.columns)}')
+    p = df[cols].apply(pd.to_numeric, errors='coerce')
     if p.isna().any().any():
         line = p.index[p.isna().any(axis=1)][0]
         raise ValueError(f'{path} line {line} (ImageID {df.at[line, ID]}): a probability is missing or not a number')
     want = _info_ids(expected)
     check_ids(df[ID], want, str(path), lines=df.index)
-    check_probs(p.to_numpy(), str(path), df[ID].to_numpy())
+    check_probs(p.to_numpy(), str(path), df[ID].to_numpy(), n_classes=n_classes)
     out = p.set_axis(pd.Index(df[ID].to_numpy(), name=ID), axis=0)
     return out.loc[want] if want is not None else out
 
@@ -162,26 +166,35 @@ def read_submission(path,
 # %% ../nbs/17_submission.ipynb #c7072ee7
 ENSEMBLE_METHODS = ('soft', 'hard', 'gmean', 'rank', 'per-attribute', 'greedy')
 
-def _read_member(path, info):
-    "('probs', DataFrame) for a prediction file, ('labels', Series) for a submission."
+def _n_prob_cols(path) -> int:
+    "C when the file's header is `ImageID,p0..p{C-1}` (a prediction file), else 0 (a submission)."
     cols = pd.read_csv(path, nrows=0).columns.tolist()
-    if cols[:1] == [ID] and cols[1:] == PROB_COLS: return 'probs', read_predictions(path, expected=info)
+    return len(cols) - 1 if len(cols) > 1 and cols[:1] == [ID] and cols[1:] == prob_cols(len(cols) - 1) else 0
+
+def _read_member(path, info, n_classes: int = N_CLASSES):
+    "('probs', DataFrame) for a prediction file, ('labels', Series) for a submission."
+    if _n_prob_cols(path): return 'probs', read_predictions(path, expected=info, n_classes=n_classes)
     return 'labels', read_submission(path, info)
 
-def read_oof_probs(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Paths, labels and (N, 18) probabilities of an OOF file (`oof.csv` of a CV folder), sorted by path."
+def read_oof_probs(path, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Paths, labels and (N, n_classes) probabilities of an OOF file (`oof.csv` of a CV folder), sorted by path."
     df = pd.read_csv(path)
-    miss = [c for c in ['path', 'label'] + PROB_COLS if c not in df.columns]
+    cols = prob_cols(n_classes)
+    miss = [c for c in ['path', 'label'] + cols if c not in df.columns]
     if miss: raise ValueError(f'{path}: not an out-of-fold file (missing columns {miss[:3]}): pass a CV folder\'s oof.csv')
     df = df.sort_values('path')
-    return df['path'].to_numpy(), df['label'].to_numpy(int), df[PROB_COLS].to_numpy(float)
+    return df['path'].to_numpy(), df['label'].to_numpy(int), df[cols].to_numpy(float)
 
 def ensemble_files(files, method: str = 'soft', weights=None, oof=None, info=None) -> dict:
     "Vote over member files (prediction files or submissions); returns ids, labels, probabilities (when soft) and weights."
     if method not in ENSEMBLE_METHODS: raise ValueError(f'unknown method {method!r}: expected one of {ENSEMBLE_METHODS}')
     if not files: raise ValueError('no member files given')
     if weights is not None and len(weights) != len(files): raise ValueError(f'{len(weights)} weights for {len(files)} files')
-    members = [_read_member(f, info) for f in files]
+    n = next((c for c in map(_n_prob_cols, files) if c), N_CLASSES)   # the classes of the first prediction file
+    if n != N_CLASSES and method == 'per-attribute':
+        raise ValueError(f'per-attribute voting needs the 18 mask/gender/age classes, the files have {n}: '
+                         'use soft or hard voting')
+    members = [_read_member(f, info, n) for f in files]
     ids = members[0][1].index.to_numpy(str)
     if info is None:
         for f, (_, m) in zip(files[1:], members[1:]): check_ids(m.index, ids, str(f))
@@ -193,7 +206,7 @@ def ensemble_files(files, method: str = 'soft', weights=None, oof=None, info=Non
     res = dict(ids=ids, weights=None if weights is None else list(map(float, weights)), probs=None)
     if method == 'greedy':
         if not oof or len(oof) != len(files): raise ValueError(f'greedy selection needs one OOF file per member ({len(files)}), got {len(oof or [])}')
-        o = [read_oof_probs(f) for f in oof]
+        o = [read_oof_probs(f, n) for f in oof]
         for f, (pth, y, _) in zip(oof[1:], o[1:]):
             if len(pth) != len(o[0][0]) or (pth != o[0][0]).any(): raise ValueError(f'{f} covers other images than {oof[0]}: OOF files must come from the same training set')
         sel = greedy_select(np.stack([p for _, _, p in o]), o[0][1])
@@ -202,10 +215,11 @@ def ensemble_files(files, method: str = 'soft', weights=None, oof=None, info=Non
     if kinds == {'probs'}:
         P = np.stack([pick(m) for _, m in members])
         vote = dict(soft=soft_vote, gmean=gmean_vote, rank=rank_vote, **{'per-attribute': attribute_soft_vote})
-        if method == 'hard': res['labels'] = hard_vote(P.argmax(-1), weights, P)
+        if method == 'hard': res['labels'] = hard_vote(P.argmax(-1), weights, P, n_classes=n)
         else:
             res['probs'] = vote[method](P, weights); res['labels'] = res['probs'].argmax(-1)
     else:
         L = np.stack([pick(m).argmax(-1) if k == 'probs' else pick(m) for k, m in members])
-        res['labels'] = attribute_hard_vote(L, weights) if method == 'per-attribute' else hard_vote(L, weights)
+        res['labels'] = (attribute_hard_vote(L, weights) if method == 'per-attribute'
+                         else hard_vote(L, weights, n_classes=n))
     return res

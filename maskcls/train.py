@@ -18,7 +18,8 @@ from fastcore.basics import patch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .labels import N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, age_group, decode, encode, scores
+from .labels import MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, Task, age_group, decode, encode, scores
+from .layout import task_of
 from .augment import (IMAGENET_MEAN, IMAGENET_STD, Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise,
                              ResizedCrop)
 from .loader import SAMPLERS, Loader, pick_device
@@ -77,9 +78,10 @@ class Trainer:
     "State of one training run and the loop that advances it."
     def __init__(self, model: nn.Module, loss_fn, cfg: Config, train_dl, valid_dl, run_dir=None, device=None,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, progress: bool = True,
-                 on_epoch=None):   # called with each epoch's metrics row, e.g. to report to Optuna and prune
+                 on_epoch=None,    # called with each epoch's metrics row, e.g. to report to Optuna and prune
+                 task: Task = MASK_TASK):   # the classes: what the metrics, console lines and run folder report
         self.cfg, self.train_dl, self.valid_dl, self.loss_fn, self.progress = cfg, train_dl, valid_dl, loss_fn, progress
-        self.on_epoch = on_epoch
+        self.on_epoch, self.task = on_epoch, task
         self.mean, self.std = mean, std
         self.device = torch.device(device) if device is not None else pick_device(cfg.device)
         if isinstance(loss_fn, nn.Module): loss_fn.to(self.device)   # class weights live with the model
@@ -136,16 +138,18 @@ class Trainer:
     # -- evaluation
     def evaluate(self, model=None, keep_images: int = 0) -> dict:
         "Metrics of `model` (default: the raw weights) on the validation data, with its probabilities."
-        p, y, imgs = predict(model or self.model, self.valid_dl, self.device, self.dtype, keep_images)
+        p, y, imgs = predict(model or self.model, self.valid_dl, self.device, self.dtype, keep_images,
+                             n_classes=self.task.n_classes)
         yh = hard_targets(y)
-        res = scores(yh.numpy(), p.numpy())
+        res = scores(yh.numpy(), p.numpy(), self.task)
         res['nll'] = float(nn.functional.nll_loss(p.clamp_min(1e-12).log(), yh))
         return dict(metrics=res, probs=p, y=yh, imgs=imgs)
 
     def fit(self) -> list:
         "Train from the current epoch to `cfg.epochs` (or early stop); returns the history."
         cfg = self.cfg
-        if self.run_dir is not None and not self.rank: self.logger = RunLogger(self.run_dir, cfg, self.mean, self.std)
+        if self.run_dir is not None and not self.rank:
+            self.logger = RunLogger(self.run_dir, cfg, self.mean, self.std, self.task)
         with model_threads(self.device, self.train_dl):       # a CPU model leaves the loader its cores
             try:
                 while self.epoch < cfg.epochs:
@@ -167,9 +171,12 @@ class Trainer:
                     self._save(row, improved, use_ema)
                     if self.logger is not None: self.logger.log(row, ev, chosen)
                     if self.progress:
-                        tqdm.write(f"epoch {row['epoch']:>3}/{cfg.epochs}  loss {train_loss:.4f}  valid f1 {ev['metrics']['f1']:.4f} "
-                                   f"acc {ev['metrics']['acc']:.4f} (mask {ev['metrics']['f1_mask']:.3f} gender {ev['metrics']['f1_gender']:.3f} "
-                                   f"age {ev['metrics']['f1_age']:.3f})" + (f"  ema f1 {ev_ema['metrics']['f1']:.4f}" if ev_ema else '')
+                        m = ev['metrics']
+                        parts = ' '.join(f"{a} {m[f'f1_{a}']:.3f}" for a, _ in self.task.attributes)   # competition
+                        tqdm.write(f"epoch {row['epoch']:>3}/{cfg.epochs}  loss {train_loss:.4f}  "
+                                   f"valid f1 {m['f1']:.4f} "
+                                   f"acc {m['acc']:.4f}" + (f" ({parts})" if parts else '')
+                                   + (f"  ema f1 {ev_ema['metrics']['f1']:.4f}" if ev_ema else '')
                                    + ('  *best*' if improved else '') + f"  {row['seconds']:.1f}s")
                     if self.on_epoch is not None: self.on_epoch(row)
                     if cfg.patience and self.bad_epochs >= cfg.patience:
@@ -225,7 +232,7 @@ def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
     torch.save(self.state(), tmp); tmp.replace(d / 'last.pt')   # never a half-written last.pt
 
 # %% ../nbs/13_train.ipynb #4f0f7d0b
-def augment_from_config(cfg: Config) -> Augment:
+def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
     "The on-device training augmentation that `cfg` describes (ops with probability 0 are left out)."
     ops = []
     if cfg.hflip: ops.append(Flip(p=cfg.hflip))
@@ -236,14 +243,14 @@ def augment_from_config(cfg: Config) -> Augment:
     if cfg.erase_p: ops.append(Erase(p=cfg.erase_p))
     if cfg.mix in ('cutmix', 'both'): ops.append(CutMix(p=cfg.mix_p, alpha=cfg.mix_alpha))
     if cfg.mix in ('mixup', 'both'): ops.append(MixUp(p=cfg.mix_p, alpha=cfg.mix_alpha))
-    return Augment(*ops)
+    return Augment(*ops, n_classes=n_classes)   # mixing ops make soft targets over `n_classes`
 
 def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE) -> np.ndarray:
     "Labels with the old group starting at `old_age` (the official labels when the table has no mask/gender/age)."
     if not {'mask', 'gender', 'age'} <= set(df.columns): return df['label'].to_numpy()
     return encode(df['mask'].to_numpy(), df['gender'].to_numpy(), age_group(df['age'].to_numpy(), old_age))
 
-def loss_from_config(cfg: Config, labels) -> nn.Module:
+def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES) -> nn.Module:
     "The loss `cfg` names, with class weights from the training `labels` when asked for."
     kw = dict(smoothing=cfg.label_smoothing) if cfg.loss in ('ce', 'focal') else {}
     if cfg.loss == 'focal': kw['gamma'] = cfg.focal_gamma
@@ -253,12 +260,18 @@ def loss_from_config(cfg: Config, labels) -> nn.Module:
         parts = decode(np.asarray(labels))
         cw = {h: inverse_frequency_weights(a, n, power) for h, a, n in zip(('mask', 'gender', 'age'), parts, (N_MASK, N_GENDER, N_AGE))} if power else None
         return make_loss('three_head', base=cfg.loss, weights=cfg.head_weights, class_weights=cw, **kw)
-    if power: kw['weight'] = inverse_frequency_weights(labels, N_CLASSES, power)
+    if power: kw['weight'] = inverse_frequency_weights(labels, n_classes, power)
     return make_loss(cfg.loss, **kw)
 
 def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_dir=None, resume: bool = False,
-              progress: bool = True, make_cache: bool = True, on_epoch=None) -> dict:
+              progress: bool = True, make_cache: bool = True, on_epoch=None,
+              task: Task | None = None) -> dict:   # the classes (default: `task_of(train_df)`, from the reader)
     "Train on `train_df`, validate on `valid_df` (official labels), write `run_dir`; return history, best score and validation probabilities."
+    task = task or task_of(train_df)
+    for d, what in ((train_df, 'training'), (valid_df, 'validation')):
+        if len(d) and int(d['label'].max()) >= task.n_classes:
+            raise ValueError(f"{what} labels go up to {int(d['label'].max())}, "
+                             f"task {task.name!r} has {task.n_classes} classes")
     rank, world = dist_info()
     device = torch.device(f'cuda:{torch.cuda.current_device()}') if world > 1 and cfg.device != 'cpu' and torch.cuda.is_available() else pick_device(cfg.device)
     seed_everything(cfg.seed)
@@ -270,15 +283,18 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
     tr = train_df.assign(label=training_labels(train_df, cfg.old_age))
     sampler = None if cfg.sampler == 'none' else SAMPLERS[cfg.sampler]
     n_epoch = cfg.epoch_len or len(tr)
-    train_dl = Load(tr, cache, bs=cfg.batch_size, train=True, tfm=augment_from_config(cfg), sampler=sampler,
+    train_dl = Load(tr, cache, bs=cfg.batch_size, train=True, tfm=augment_from_config(cfg, task.n_classes),
+                      sampler=sampler,
                       group_col='person' if cfg.sample_by_person else None, epoch_len=cfg.epoch_len or None, device=device,
                       seed=cfg.seed, drop_last=n_epoch >= 2 * cfg.batch_size)   # a small set keeps its only (partial) batch
     valid_dl = Load(valid_df, cache, bs=cfg.batch_size * 2, device=device)
-    model = create_model(cfg.model, cfg.weights or None, cfg.heads)
-    trainer = Trainer(model, loss_from_config(cfg, tr['label']), cfg, train_dl, valid_dl, run_dir, device, progress=progress, on_epoch=on_epoch)
+    model = create_model(cfg.model, cfg.weights or None, cfg.heads, n_classes=task.n_classes)
+    trainer = Trainer(model, loss_from_config(cfg, tr['label'], task.n_classes), cfg, train_dl, valid_dl, run_dir,
+                      device,
+                      progress=progress, on_epoch=on_epoch, task=task)
     if resume: trainer.load_state(run_dir)
     trainer.fit()
     if world > 1: dist.barrier()                                    # process 0 has written best.pt
     if run_dir is not None: load_best(run_dir, trainer.model)
-    probs, _, _ = predict(trainer.model, valid_dl, device, trainer.dtype)
+    probs, _, _ = predict(trainer.model, valid_dl, device, trainer.dtype, n_classes=task.n_classes)
     return dict(run_dir=run_dir, history=trainer.history, best=trainer.best, valid_probs=probs, trainer=trainer)

@@ -13,13 +13,13 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from .labels import N_CLASSES, scores
+from .labels import MASK_TASK, N_CLASSES, Task, scores
 from .augment import IMAGENET_MEAN, IMAGENET_STD, affine_theta, denormalize, normalize, warp
 from .loader import Loader, pick_device
 from .config import load_config
 from .runtime import autocast_dtype, model_threads, open_cache
 from .predict import hard_targets, predict
-from .runs import load_run, run_dirs
+from .runs import load_run, load_task, run_dirs
 from .cv import image_fold, load_folds
 
 # %% auto #0
@@ -135,21 +135,23 @@ def tta_predict(model: nn.Module, dl,              # a model, and a loader yield
                 amp: bool = True,                  # False: fp32 everywhere
                 max_batch: int | None = None,      # most images per forward pass (None: all views of a batch at once)
                 mean=IMAGENET_MEAN, std=IMAGENET_STD,  # the loader's normalisation (for brightness views)
+                n_classes: int = N_CLASSES,        # the task's classes (the width of an empty result)
                ) -> TTAResult:
     "Probabilities of every image under every view, merged, with one forward pass per batch covering all views."
     vs = get_views(views, mean, std)
     if merge not in MERGES: raise ValueError(f'unknown merge {merge!r}: expected one of {MERGES}')
     device = torch.device(device) if device is not None else next(model.parameters()).device
     dtype = dtype if dtype is not None else autocast_dtype(device, amp)
-    vp, y, _ = predict(model, dl, device, dtype, views=vs, max_batch=max_batch)
+    vp, y, _ = predict(model, dl, device, dtype, views=vs, max_batch=max_batch, n_classes=n_classes)
     return TTAResult(merge_probs(vp, merge), vp, y, tuple(v.name for v in vs))
 
 # %% ../nbs/15_tta.ipynb #502c6309
-def tta_scores(res: TTAResult, merges=MERGES) -> pd.DataFrame:
-    "Macro F1, accuracy and per-attribute F1 of each view alone and of each merge of all views."
+def tta_scores(res: TTAResult, merges=MERGES, task: Task = MASK_TASK) -> pd.DataFrame:
+    "Macro F1, accuracy and per-attribute (or per-class) F1 of each view alone and of each merge of all views."
     y = hard_targets(res.y).numpy()
-    rows = {f'view {n}': scores(y, p.numpy()) for n, p in zip(res.names, res.view_probs)}
-    rows.update({f'{how} of {len(res.names)}': scores(y, merge_probs(res.view_probs, how).numpy()) for how in merges})
+    rows = {f'view {n}': scores(y, p.numpy(), task) for n, p in zip(res.names, res.view_probs)}
+    rows.update({f'{how} of {len(res.names)}': scores(y, merge_probs(res.view_probs, how).numpy(), task)
+                 for how in merges})
     return pd.DataFrame(rows).T
 
 # %% ../nbs/15_tta.ipynb #b9bfb380
@@ -157,6 +159,10 @@ def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', devic
                 cache_dir: str | None = None, progress: bool = True) -> dict:
     "Probabilities for the images of `df` from every model in a run or CV folder, with TTA; averaged over the models."
     dirs = run_dirs(path)
+    task = load_task(dirs[0])
+    for d in dirs[1:]:
+        if load_task(d) != task:
+            raise ValueError(f'{d} and {dirs[0]} predict different classes: a fold ensemble needs one task')
     cfg = load_config(dirs[0] / 'config.yaml')
     if cache_dir: cfg = replace(cfg, cache_dir=str(cache_dir))
     device = pick_device(str(device) if device else cfg.device)
@@ -167,8 +173,9 @@ def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', devic
         for d in dirs:
             model, c = load_run(d, device)
             if tuple(c.img_size) != tuple(cfg.img_size): raise ValueError(f'{d} was trained at {c.img_size}, {dirs[0]} at {cfg.img_size}: a fold ensemble needs one size')
-            members.append(tta_predict(model, dl, views, merge, device=device, amp=cfg.amp))
-    return dict(dirs=dirs, names=members[0].names, members=[m.probs for m in members], member_views=[m.view_probs for m in members],
+            members.append(tta_predict(model, dl, views, merge, device=device, amp=cfg.amp, n_classes=task.n_classes))
+    return dict(dirs=dirs, task=task, names=members[0].names, members=[m.probs for m in members],
+                member_views=[m.view_probs for m in members],
                 probs=torch.stack([m.probs for m in members]).mean(0))
 
 # %% ../nbs/15_tta.ipynb #c25059af
@@ -182,8 +189,9 @@ def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, 
         k = int(d.name[4:])
         rows = np.flatnonzero(fi == k)
         r = predict_dir(d, df.iloc[rows].reset_index(drop=True), views, device=device, progress=progress)
-        if vp is None: vp, names = torch.zeros(len(r['names']), len(df), N_CLASSES), r['names']
+        if vp is None:
+            vp, names, task = torch.zeros(len(r['names']), len(df), r['task'].n_classes), r['names'], r['task']
         vp[:, torch.from_numpy(rows)] = r['member_views'][0]
     if len(dirs) != int(fi.max()) + 1: raise ValueError(f'{cv_dir} has {len(dirs)} finished folds of {int(fi.max()) + 1}: finish the CV first')
     res = TTAResult(merge_probs(vp, 'mean'), vp, torch.tensor(df['label'].to_numpy()), names)
-    return tta_scores(res, merges)
+    return tta_scores(res, merges, task)
