@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from .labels import OLD_AGE, scores
-from .layout import LayoutError, read_eval, read_image_folder, read_images, read_train, task_of
+from .layout import LayoutError, eval_root, read_eval, read_image_folder, read_images, read_train, task_of
 from .synth import make_dataset
 from .eda import write_eda
 from .config import Config, ConfigError, add_config_args, config_from_args, load_config
@@ -126,8 +126,8 @@ def cmd_cv(a):
 def read_predict_data(data, task) -> tuple[pd.DataFrame, Path | None]:
     "Images to predict (`ImageID`, `path`, `label` if known) and the `info.csv` a submission follows (or None)."
     data = Path(data)
-    info = next((p for p in (data / 'info.csv', data / 'eval' / 'info.csv') if p.exists()), None)
-    if info is not None: return read_eval(info.parent), info                 # the competition's eval layout
+    info = eval_root(data) / 'info.csv'
+    if info.exists(): return read_eval(info.parent), info                    # the competition's eval layout
     root = data / 'images' if (data / 'images').is_dir() and task.attributes else data   # its images/ without info.csv
     return read_images(root, task.classes), None                             # a folder of images or an ImageFolder tree
 
@@ -233,7 +233,7 @@ def cmd_demo(a):
     r = predict_dir(out / 'cv', ev, views=a.tta, device=a.device or None)
     t3 = time.time()
     write_predictions(out / 'predictions.csv', ev['ImageID'], r['probs'].numpy())
-    write_submission(out / 'submission.csv', data / 'eval' / 'info.csv', ev['ImageID'], r['probs'].argmax(1).numpy())
+    write_submission(out / 'submission.csv', eval_root(data) / 'info.csv', ev['ImageID'], r['probs'].argmax(1).numpy())
     res = dict(oof=cv, seconds=dict(total=None, train=t2 - t1, predict=t3 - t2), config=preset)
     if 'label' in ev:
         table = demo_table(ev, r, res['seconds'])

@@ -11,10 +11,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .labels import AGE_NAMES, N_CLASSES, decode, scores, short_name
-from .layout import is_junk
+from .labels import decode, few, scores, short_name
+from .layout import eval_root, is_junk
 from .eda import image_grid
-from .submission import ID, _few, _info_ids, check_ids, read_submission
+from .submission import ID, _info_ids, check_answers, check_ids, read_submission
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'pair_table', 'compare_submissions', 'compare_summary', 'class_crosstab', 'find_images',
@@ -28,10 +28,8 @@ def _name(x, default: str) -> str:
 def _load(x, info, what: str) -> pd.Series:
     "A submission path or Series as an int Series indexed by ImageID, in `info` order when given."
     if not isinstance(x, pd.Series): return read_submission(x, info)
-    v = pd.to_numeric(x, errors='coerce').to_numpy(dtype=float)
-    bad = ~np.isfinite(v) | (v < 0) | (v >= N_CLASSES) | (v % 1 != 0)
-    if bad.any(): raise ValueError(f'{what}: {int(bad.sum())} answers are not classes 0..{N_CLASSES - 1}, first ImageID {x.index[bad][0]}: {x.iloc[bad.argmax()]!r}')
-    s = pd.Series(v.astype(np.int64), index=pd.Index(x.index.astype(str), name=ID), name='ans')
+    v = check_answers(x, x.index, what, lines=False)
+    s = pd.Series(v, index=pd.Index(x.index.astype(str), name=ID), name='ans')
     check_ids(s.index, info, what)
     return s.loc[info] if info is not None else s
 
@@ -39,8 +37,8 @@ def _same_images(ref: pd.Series, s: pd.Series, ref_name: str, name: str):
     "Fail naming the images that only one of two files holds."
     only_ref, only_s = ref.index.difference(s.index, sort=False), s.index.difference(ref.index, sort=False)
     if len(only_ref) or len(only_s):
-        raise ValueError(f'{ref_name} and {name} do not hold the same images: {len(only_ref)} only in {ref_name} ({_few(only_ref)}), '
-                         f'{len(only_s)} only in {name} ({_few(only_s)}). Compare files for the same eval set, '
+        raise ValueError(f'{ref_name} and {name} do not hold the same images: {len(only_ref)} only in {ref_name} ({few(only_ref)}), '
+                         f'{len(only_s)} only in {name} ({few(only_s)}). Compare files for the same eval set, '
                          f'or pass info= (the eval info.csv) to check each file against it')
 
 def pair_table(a, b,          # two submissions: paths or Series from `read_submission`
@@ -108,7 +106,7 @@ def find_images(images, ids) -> list[Path]:
         f = by_name.get(i) or (by_stem[i][0] if len(by_stem.get(i, ())) == 1 else None)
         if f is None: missing.append(i)
         out.append(f)
-    if missing: raise FileNotFoundError(f'{len(missing)} images not found in {images}: {_few(missing)}')
+    if missing: raise FileNotFoundError(f'{len(missing)} images not found in {images}: {few(missing)}')
     return out
 
 def plot_disagreements(diff: pd.DataFrame,      # rows of `compare_submissions` (or any rows of a `pair_table`)
@@ -143,8 +141,7 @@ def write_compare_report(a, b,                 # the two submission files
                          max_rows: int = 500,  # disagreements listed in the HTML table (all are in the CSV)
                         ) -> dict:
     "Write `index.html`, image grids (PNG), `disagreements.csv` and `summary.json` comparing `a` and `b` under `out`."
-    eval_dir, out = Path(eval_dir), Path(out)
-    if not (eval_dir / 'info.csv').exists() and (eval_dir / 'eval' / 'info.csv').exists(): eval_dir = eval_dir / 'eval'
+    eval_dir, out = eval_root(eval_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     gt = eval_dir / 'gt.csv'
     t = pair_table(a, b, eval_dir / 'info.csv', gt if gt.exists() else None)

@@ -14,7 +14,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 __all__ = ['N_MASK', 'N_GENDER', 'N_AGE', 'N_CLASSES', 'MASK_NAMES', 'GENDER_NAMES', 'AGE_NAMES', 'YOUNG_AGE', 'OLD_AGE',
            'MASK_STEMS', 'CLASS_NAMES', 'PROB_COLS', 'MASK_TASK', 'Mask', 'Gender', 'AgeGroup', 'mask_from_stem',
            'gender_from_str', 'age_group', 'encode', 'decode', 'class_name', 'prob_cols', 'short_name', 'Task',
-           'marginals', 'joint', 'macro_f1', 'scores', 'confusion']
+           'marginals', 'joint', 'macro_f1', 'scores', 'confusion', 'few', 'frequency_weights']
 
 # %% ../nbs/00_labels.ipynb #ad777390
 class Mask(IntEnum):
@@ -180,3 +180,19 @@ def scores(y, pred, task: Task = MASK_TASK) -> dict:
 def confusion(y, pred, n_classes: int = N_CLASSES) -> np.ndarray:
     "`n_classes` x `n_classes` confusion matrix (18 x 18 in the competition): rows are true classes, columns predicted."
     return confusion_matrix(_labels(y), _labels(pred), labels=np.arange(n_classes))
+
+# %% ../nbs/00_labels.ipynb #44dc3d1f
+def few(xs, n: int = 5) -> str:
+    "The first `n` items of `xs`, and how many there are in all when there are more: for error messages."
+    xs = list(xs)
+    return ', '.join(map(str, xs[:n])) + (f', ... ({len(xs)} in all)' if len(xs) > n else '')
+
+def frequency_weights(labels,                    # class numbers 0..n_classes-1
+                      n_classes: int | None = None,  # classes to weigh (default: the largest label + 1)
+                      power: float = 1.0,        # 1: inverse frequency; 0.5: its square root; 0: all ones
+                     ) -> np.ndarray:
+    "Weight of each class, proportional to `1 / count ** power` (an absent class counts as 1), with mean 1."
+    y = np.asarray(labels).astype(np.int64).ravel()
+    counts = np.bincount(y, minlength=n_classes or 0)[:n_classes]
+    w = np.maximum(counts, 1).astype(float) ** -power
+    return w / w.mean()

@@ -19,8 +19,8 @@ from .labels import MASK_STEMS, MASK_TASK, OLD_AGE, Gender, Mask, Task, age_grou
 # %% auto #0
 __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER_FIXES', 'MASK_SWAP_IDS', 'Problem',
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
-           'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'read_eval', 'read_image_folder',
-           'task_of', 'read_images']
+           'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'eval_root', 'read_eval',
+           'read_image_folder', 'task_of', 'read_images']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -206,10 +206,14 @@ def write_tiny_train(root, people=(('000001', 'female', 45), ('000002', 'male', 
     return root
 
 # %% ../nbs/01_layout.ipynb #e11d5757
+def eval_root(root) -> Path:
+    "The folder that holds the eval `info.csv`: `root` itself, or `root/eval` when `root` is the data folder."
+    root = Path(root)
+    return root / 'eval' if not (root / 'info.csv').exists() and (root / 'eval' / 'info.csv').exists() else root
+
 def read_eval(root, check_pixels: bool = False, workers: int | None = None, progress: bool = True) -> pd.DataFrame:
     "`ImageID` and `path` for every eval image, in `info.csv` order (plus `label` when a synthetic `gt.csv` is present)."
-    root = Path(root)
-    if not (root / 'info.csv').exists() and (root / 'eval' / 'info.csv').exists(): root = root / 'eval'
+    root = eval_root(root)
     info, images = root / 'info.csv', root / 'images'
     for p in (info, images):
         if not p.exists(): raise FileNotFoundError(f'{p} not found: pass the competition eval/ folder (holding info.csv and images/)')

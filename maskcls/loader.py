@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .labels import N_CLASSES
+from .labels import N_CLASSES, frequency_weights
 from .cache import ImageCache
 from .augment import Augment, eval_transform
 
@@ -60,8 +60,8 @@ def oversample(labels, rng: np.random.Generator, floor: int | None = None, group
 
 def class_weights(labels, power: float = 1.0) -> np.ndarray:
     "Sampling probability of each row, proportional to `count(class) ** -power` (sums to 1)."
-    _, y = np.unique(np.asarray(labels), return_inverse=True)
-    w = np.bincount(y).astype(float)[y] ** -power
+    _, y = np.unique(np.asarray(labels), return_inverse=True)    # any label values: codes 0..k-1
+    w = frequency_weights(y, power=power)[y]
     return w / w.sum()
 
 def weighted(labels, rng: np.random.Generator, n: int | None = None, power: float = 1.0, groups=None) -> np.ndarray:

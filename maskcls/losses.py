@@ -8,7 +8,7 @@ import difflib, inspect
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .labels import N_CLASSES, decode, marginals
+from .labels import N_CLASSES, decode, frequency_weights, marginals
 from .models import ThreeHeadOutput, class_log_probs
 
 # %% auto #0
@@ -61,9 +61,8 @@ def inverse_frequency_weights(labels,                    # class numbers (array 
                               power: float = 1.,         # 1: inverse frequency; 0.5: its square root; 0: all ones
                              ) -> Tensor:
     "Class weights proportional to `1 / count ** power`, with mean 1."
-    counts = torch.bincount(torch.as_tensor(np.asarray(labels)).long().flatten(), minlength=n_classes)[:n_classes]
-    w = counts.clamp(min=1).double() ** -power
-    return (w / w.mean()).float()
+    return torch.as_tensor(frequency_weights(torch.as_tensor(np.asarray(labels)).numpy(), n_classes, power),
+                           dtype=torch.float32)
 
 # %% ../nbs/08_losses.ipynb #cf4c10a2
 class FocalLoss(nn.Module):

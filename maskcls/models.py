@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn, Tensor
 import torchvision
 from torchvision.models import get_model, get_model_weights, get_weight, list_models
-from .labels import N_MASK, N_GENDER, N_AGE, N_CLASSES
+from .labels import N_MASK, N_GENDER, N_AGE, N_CLASSES, few
 
 # %% auto #0
 __all__ = ['TINY', 'HEADS', 'NORM_LAYERS', 'model_names', 'check_model_name', 'cut_classifier', 'tiny_cnn', 'ThreeHeadOutput',
@@ -147,10 +147,6 @@ def _unwrap(sd: dict) -> dict:
         out[k] = v
     return out
 
-def _show(keys, n=5) -> str:
-    keys = sorted(keys)
-    return ', '.join(keys[:n]) + (f' ... ({len(keys)} in all)' if len(keys) > n else '')
-
 def load_weights(model: MaskModel, path) -> str:
     "Load a state dict file into `model`: strict for the backbone, lenient for the head; returns a report."
     sd = _unwrap(torch.load(path, map_location='cpu', weights_only=True))
@@ -165,7 +161,7 @@ def load_weights(model: MaskModel, path) -> str:
              if k in sd and not is_head(k) and sd[k].shape != own[k].shape]
     if missing or extra or shape:
         raise ValueError(f'weights file {str(path)!r} does not fit model {model.name!r}: '
-                         + '; '.join(f'{what}: {_show(ks)}' for what, ks in
+                         + '; '.join(f'{what}: {few(sorted(ks))}' for what, ks in
                                      (('missing', missing), ('unexpected', extra), ('wrong shape', shape)) if ks))
     fits = lambda k: k in own and sd[k].shape == own[k].shape
     head_own = [k for k in own if is_head(k)]
@@ -174,7 +170,7 @@ def load_weights(model: MaskModel, path) -> str:
     model.load_state_dict(keep, strict=False)
     left = [k for k in sd if k not in keep]
     info = f'loaded {len(keep)} tensors from {path}'
-    if left: info += f'; left out {len(left)} head tensors that do not fit the new head: {_show(left)}'
+    if left: info += f'; left out {len(left)} head tensors that do not fit the new head: {few(sorted(left))}'
     return info
 
 # %% ../nbs/07_models.ipynb #3286fb66

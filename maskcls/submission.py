@@ -8,20 +8,17 @@ import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .labels import N_CLASSES, prob_cols
+from .labels import N_CLASSES, few, prob_cols
 from .ensemble import (attribute_hard_vote, attribute_soft_vote, gmean_vote, greedy_select, hard_vote, rank_vote,
                               soft_vote)
 
 # %% auto #0
 __all__ = ['ID', 'ANS', 'ENSEMBLE_METHODS', 'check_ids', 'read_info', 'check_probs', 'write_predictions', 'read_predictions',
-           'write_submission', 'predictions_to_submission', 'read_submission', 'read_oof_probs', 'ensemble_files']
+           'write_submission', 'predictions_to_submission', 'check_answers', 'read_submission', 'read_oof_probs',
+           'ensemble_files']
 
 # %% ../nbs/17_submission.ipynb #201d7116
 ID, ANS = 'ImageID', 'ans'
-
-def _few(xs, n: int = 5) -> str:
-    xs = list(xs)
-    return ', '.join(map(str, xs[:n])) + (f', ... ({len(xs)} in all)' if len(xs) > n else '')
 
 def check_ids(ids,                  # ids found in the file, in file order
               expected=None,        # ids it should hold (e.g. info.csv's), or None to check duplicates only
@@ -40,8 +37,8 @@ def check_ids(ids,                  # ids found in the file, in file order
     exp = pd.Index(np.asarray(expected, dtype=str))
     missing, extra = exp.difference(s, sort=False), pd.Index(s).difference(exp, sort=False)
     msg = []
-    if len(missing): msg.append(f'{len(missing)} ImageIDs of info.csv are missing: {_few(missing)}')
-    if len(extra): msg.append(f'{len(extra)} ImageIDs are not in info.csv: {_few(extra)}')
+    if len(missing): msg.append(f'{len(missing)} ImageIDs of info.csv are missing: {few(missing)}')
+    if len(extra): msg.append(f'{len(extra)} ImageIDs are not in info.csv: {few(extra)}')
     if msg: raise ValueError(f'{source}: ' + '; '.join(msg))
 
 # %% ../nbs/17_submission.ipynb #d7fd31a0
@@ -58,7 +55,7 @@ def _read_csv(path, what: str) -> pd.DataFrame:
     df.index = df.index + 2                                  # the file's line numbers: the header is line 1
     blank = (df == '').all(axis=1)
     if blank.any():
-        warnings.warn(f'{path}: skipped {int(blank.sum())} empty lines ({_few(df.index[blank])})')
+        warnings.warn(f'{path}: skipped {int(blank.sum())} empty lines ({few(df.index[blank])})')
         df = df[~blank]
     return df
 
@@ -139,6 +136,26 @@ def predictions_to_submission(pred_path, info, out_path) -> pd.DataFrame:
     return write_submission(out_path, info, p.index, p.to_numpy().argmax(1))
 
 # %% ../nbs/17_submission.ipynb #b75d0398
+def check_answers(ans: pd.Series,            # answers as read (any dtype), indexed by row label (file line or ImageID)
+                  ids,                        # the ImageID of each row
+                  source: str,                # the file or name to put in the message
+                  n_classes: int = N_CLASSES,
+                  lines: bool = True,         # the index holds file line numbers
+                 ) -> np.ndarray:
+    "Answers as int64 class numbers 0..n_classes-1, or an error naming the first bad row, its value and why."
+    num = pd.to_numeric(ans, errors='coerce')
+    why = pd.Series('', index=ans.index)                      # what is wrong with each row's ans, if anything
+    why[(num < 0) | (num >= n_classes)] = f'is outside 0..{n_classes - 1}'
+    why[num % 1 != 0] = 'is not a whole number'
+    why[~np.isfinite(num)] = 'is missing or not a number'
+    bad = (why != '').to_numpy()
+    if bad.any():
+        k = int(bad.argmax()); where = f' line {ans.index[k]}' if lines else ''
+        v = ans.iloc[k]; v = v.item() if isinstance(v, np.generic) else v      # 18, not np.int64(18)
+        raise ValueError(f'{source}{where} (ImageID {np.asarray(ids)[k]}): ans {v!r} {why.iloc[k]}'
+                         + (f' ({int(bad.sum())} bad rows in all)' if bad.sum() > 1 else ''))
+    return num.astype(np.int64).to_numpy()
+
 def read_submission(path,
                     info=None,   # info.csv path or DataFrame, or ids: check ids and return rows in this order
                    ) -> pd.Series:
@@ -148,19 +165,10 @@ def read_submission(path,
         raise ValueError(f'{path}: expected the header {ID},{ANS}, got {",".join(df.columns)}')
     empty_id = df[ID] == ''
     if empty_id.any(): raise ValueError(f'{path} line {df.index[empty_id][0]}: the ImageID is empty')
-    num = pd.to_numeric(df[ANS], errors='coerce')
-    why = pd.Series('', index=df.index)                       # what is wrong with each row's ans, if anything
-    why[(num < 0) | (num >= N_CLASSES)] = f'is outside 0..{N_CLASSES - 1}'
-    why[num % 1 != 0] = 'is not a whole number'
-    why[~np.isfinite(num)] = 'is missing or not a number'
-    bad = why != ''
-    if bad.any():
-        line = bad.idxmax()
-        raise ValueError(f'{path} line {line} (ImageID {df.at[line, ID]}): ans {df.at[line, ANS]!r} {why[line]}'
-                         + (f' ({int(bad.sum())} bad rows in all)' if bad.sum() > 1 else ''))
+    num = check_answers(df[ANS], df[ID], str(path))
     want = _info_ids(info)
     check_ids(df[ID], want, str(path), lines=df.index)
-    out = pd.Series(num.astype(np.int64).to_numpy(), index=pd.Index(df[ID].to_numpy(), name=ID), name=ANS)
+    out = pd.Series(num, index=pd.Index(df[ID].to_numpy(), name=ID), name=ANS)
     return out.loc[want] if want is not None else out
 
 # %% ../nbs/17_submission.ipynb #c7072ee7
