@@ -57,10 +57,12 @@ nbtest: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-# the flagged cells: `make slow` on any machine, `make slow FLAGS="slow cuda"` on a GPU box
+# the flagged cells: `make slow` on any machine, `make slow FLAGS="slow cuda"` on a GPU box;
+# NB=14_cv runs one notebook. Slow cells check their results against nbs/results/ (see 10_runtime).
 FLAGS ?= slow
+NB ?=
 slow: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags "$(FLAGS)" --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags "$(FLAGS)" --n_workers 2 --timing $(if $(NB),--file_glob "$(NB)*.ipynb")
 
 # developer helpers
 export: $(STAMP)

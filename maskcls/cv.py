@@ -44,23 +44,26 @@ def person_folds(df: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
     "`person, fold`: people split into `k` folds stratified on gender x age group."
     p = people_table(df)
     if len(p) < k: raise ValueError(f'{len(p)} people cannot make {k} folds')
-    counts = p['stratum'].value_counts()
-    strat = p['stratum'].where(p['stratum'].map(counts) >= k, -1)   # strata smaller than k share one group
+    return pd.DataFrame(dict(person=p['person'], fold=_strata_folds(p['stratum'], k, seed)))
+
+def _strata_folds(strata, k: int, seed: int) -> np.ndarray:
+    "Fold of every row, `k` folds stratified on `strata`; strata smaller than `k` share one group."
+    s = pd.Series(np.asarray(strata))
+    s = s.where(s.map(s.value_counts()) >= k, -1)
     skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     with warnings.catch_warnings():   # a group smaller than k is spread as far as it goes; sklearn warns about that
         warnings.filterwarnings('ignore', 'The least populated class', UserWarning)
-        splits = list(skf.split(p, strat))
-    fold = np.empty(len(p), dtype=int)
+        splits = list(skf.split(np.zeros(len(s)), s))
+    fold = np.empty(len(s), dtype=int)
     for f, (_, va) in enumerate(splits): fold[va] = f
-    return pd.DataFrame(dict(person=p['person'], fold=fold))
+    return fold
 
 # %% ../nbs/14_cv.ipynb #33e5d537
 def image_folds(df: pd.DataFrame, k: int = 5, seed: int = 0, stratified: bool = True) -> np.ndarray:
     "Fold of every image, splitting images rather than people (leaks people across folds: for the lesson only)."
+    if stratified: return _strata_folds(df['label'], k, seed)     # classes smaller than k share one group
     fold = np.empty(len(df), dtype=int)
-    split = (StratifiedKFold(k, shuffle=True, random_state=seed).split(df, df['label']) if stratified
-             else KFold(k, shuffle=True, random_state=seed).split(df))
-    for f, (_, va) in enumerate(split): fold[va] = f
+    for f, (_, va) in enumerate(KFold(k, shuffle=True, random_state=seed).split(df)): fold[va] = f
     return fold
 
 def image_fold(df: pd.DataFrame, folds: pd.DataFrame) -> np.ndarray:
