@@ -4,10 +4,13 @@
 
 # %% ../nbs/10_runtime.ipynb #4ca03eb6
 from __future__ import annotations
-import os, random
+import json, os, platform, random, shutil, tempfile, time
 from contextlib import contextmanager
+from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 
@@ -95,13 +98,6 @@ def open_cache(cfg: Config, paths, build: bool = True, progress: bool = True) ->
     "The image cache for `cfg.img_size`, brought up to date for `paths` (or only opened, when another process built it)."
     if build: return build_cache(paths, cfg.cache_dir, cfg.img_size, workers=cfg.workers or None, progress=progress)
     return ImageCache(cfg.cache_dir, cfg.img_size)
-
-# %% ../nbs/10_runtime.ipynb #402f9b88
-import json, platform, shutil, tempfile, time
-from pathlib import Path
-
-import pandas as pd
-import matplotlib.pyplot as plt
 
 # %% ../nbs/10_runtime.ipynb #7a125281
 FULL_ENV = 'MASKCLS_FULL'                  # =1: run the long cells under Jupyter too
