@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_cache.ipynb #af6ab231
 from __future__ import annotations
-import json, os, time, warnings
+import ctypes, json, os, signal, sys, threading, time, warnings
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
 from pathlib import Path
@@ -14,9 +14,11 @@ import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from .layout import atomic_write
+
 # %% auto #0
 __all__ = ['SIXTEEN_BIT', 'ALPHA_MODES', 'DEFAULT_SIZE', 'FITS', 'to_rgb', 'load_image', 'resize_image', 'decode',
-           'CorruptImageError', 'ImageCache', 'build_cache']
+           'die_with_parent', 'CorruptImageError', 'ImageCache', 'build_cache']
 
 # %% ../nbs/04_cache.ipynb #4a932c67
 SIXTEEN_BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
@@ -55,6 +57,18 @@ def decode(path, size=DEFAULT_SIZE, fit: str = 'stretch', background=(255, 255, 
     "Pixels of the image at `path` as uint8 (3, H, W): upright, RGB, resized to `size` = (H, W)."
     im = resize_image(load_image(path, background), size, fit)
     return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
+
+# %% ../nbs/04_cache.ipynb #26ad9e07
+def die_with_parent(parent: int):
+    "Initializer of a worker process: end it as soon as process `parent` ends, however it ended (even `kill -9`)."
+    armed = sys.platform.startswith('linux') and ctypes.CDLL(None).prctl(1, signal.SIGKILL) == 0   # 1: PR_SET_PDEATHSIG
+    if not armed:
+        def watch():
+            while os.getppid() == parent: time.sleep(1)
+            os._exit(1)
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent: os._exit(1)                    # the parent died before the worker was armed
+
 
 # %% ../nbs/04_cache.ipynb #8fd2b149
 class CorruptImageError(ValueError):
@@ -111,9 +125,8 @@ class ImageCache:
     def __repr__(self): return f'ImageCache({str(self.folder)!r}, size={self.size}, fit={self.fit!r}): {len(self)} images'
 
     def _save(self):
-        tmp = self.manifest_file.with_suffix('.tmp')
-        tmp.write_text(json.dumps(dict(config=self.config, n_rows=self.n_rows, entries=self.entries)))
-        os.replace(tmp, self.manifest_file)
+        with atomic_write(self.manifest_file) as tmp:
+            tmp.write_text(json.dumps(dict(config=self.config, n_rows=self.n_rows, entries=self.entries)))
 
     def _plan(self, paths, failed) -> list:
         "Rows to decode for `paths`: new or changed files; missing files go to `failed`."
@@ -154,7 +167,8 @@ class ImageCache:
             if workers <= 1 or len(chunks) <= 1:
                 for c in chunks: take(_decode_rows(*args, c))
             else:
-                with ProcessPoolExecutor(workers, mp_context=_mp_context()) as ex:
+                with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=die_with_parent,
+                                         initargs=(os.getpid(),)) as ex:
                     pending = {ex.submit(_decode_rows, *args, c) for c in chunks}
                     try:
                         while pending:

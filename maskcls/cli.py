@@ -14,13 +14,14 @@ import torch
 import yaml
 
 from .labels import OLD_AGE, scores
-from .layout import LayoutError, eval_root, read_eval, read_image_folder, read_images, read_train, task_of
+from .layout import (LayoutError, disk_full, eval_root, read_eval, read_image_folder, read_images, read_train,
+                            task_of)
 from .synth import make_dataset
 from .eda import write_eda
 from .config import Config, ConfigError, add_config_args, config_from_args, load_config
 from .models import check_model_name
 from .runtime import setup_distributed
-from .runs import load_task, new_run_dir, run_dirs
+from .runs import load_task, new_run_dir, resumable, run_dirs, write_csv, write_text
 from .train import train_run
 from .cv import run_cv, split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
@@ -104,7 +105,7 @@ def cmd_train(a):
     if world > 1: torch.distributed.destroy_process_group()
 
 def _load_run_config(run: Path) -> Config:
-    if not (run / 'last.pt').exists():
+    if not resumable(run):
         raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
     return load_config(run / 'config.yaml')
 
@@ -168,7 +169,7 @@ def cmd_ensemble(a):
     if a.info:
         sub = out if r['probs'] is None else out.with_name(out.stem + '_submission.csv')
         write_submission(sub, a.info, r['ids'], r['labels'])
-    elif r['probs'] is None: pd.DataFrame(dict(ImageID=r['ids'], ans=r['labels'])).to_csv(out, index=False)
+    elif r['probs'] is None: write_csv(pd.DataFrame(dict(ImageID=r['ids'], ans=r['labels'])), out, index=False)
     print(f"{a.method} vote of {len(a.files)} files -> {out}"
           + (f"; weights {np.round(r['weights'], 3).tolist()}" if r['weights'] is not None else '')
           + (f"; OOF macro F1 of the selection {r['oof_score']:.4f}" if 'oof_score' in r else ''))
@@ -237,16 +238,16 @@ def cmd_demo(a):
     res = dict(oof=cv, seconds=dict(total=None, train=t2 - t1, predict=t3 - t2), config=preset)
     if 'label' in ev:
         table = demo_table(ev, r, res['seconds'])
-        table.round(4).to_csv(out / 'results.csv')
+        write_csv(table.round(4), out / 'results.csv')
         print('\neval set (synthetic answers), models never saw these people:\n' + table.round(4).to_string())
         res['table'] = table.round(4).to_dict('index')
     oof_tta = tta_oof(out / 'cv', df, a.tta, merges=('mean',), device=a.device or None)[['f1', 'acc']].round(4)
-    oof_tta.to_csv(out / 'tta_oof.csv')
+    write_csv(oof_tta, out / 'tta_oof.csv')
     print('\ntest-time augmentation on the out-of-fold predictions (each fold on its own validation people):\n'
           + oof_tta.to_string())
     res['tta_oof'] = oof_tta.to_dict('index')
     res['seconds']['total'] = time.time() - t0
-    (out / 'results.json').write_text(json.dumps(res, indent=1, default=float))
+    write_text(out / 'results.json', json.dumps(res, indent=1, default=float))
     print(f"\nsubmission: {out / 'submission.csv'}   probabilities: {out / 'predictions.csv'}\n"
           f"figures: {w['index']}, {out / 'cv' / 'oof_confusion.png'}\n"
           f"training curves: tensorboard --logdir {out / 'cv'} "
@@ -398,6 +399,17 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
     return p
 
+def _disk_full_line(a, e: BaseException) -> str:
+    "One line for a full disk: the file it stopped at, what to free, and how to go on."
+    f, x = None, e
+    while x is not None and f is None: f, x = getattr(x, 'filename', None), x.__cause__ or x.__context__
+    where = Path(f) if f else Path(getattr(a, 'out', None) or getattr(a, 'resume', None) or '.')
+    line = f'no space left on device while writing {where}: free space on that disk, or choose another --out'
+    run = next((d for d in (where, *where.parents) if resumable(d)), None)
+    if run is not None and a.command == 'train': line += f'; then continue with: maskcls train --resume {run}'
+    if run is not None and a.command == 'cv': line += f'; then rerun it with --resume --out {run.parent}'
+    return line
+
 def main(argv=None) -> int:
     "Entry point of the `maskcls` command."
     a = build_parser().parse_args(argv)
@@ -405,3 +417,7 @@ def main(argv=None) -> int:
     except (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError) as e:   # a message, no traceback
         print(f'maskcls {a.command}: {e}', file=sys.stderr)
         return 2
+    except Exception as e:                   # a full disk, in whatever wrapping: one line, not a traceback
+        if not disk_full(e): raise
+        print(f'maskcls {a.command}: {_disk_full_line(a, e)}', file=sys.stderr)
+        return 1

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from .labels import OLD_AGE
+from .layout import atomic_write
 
 # %% auto #0
 __all__ = ['ConfigError', 'Config', 'config_from_dict', 'load_config', 'save_config', 'add_config_args', 'config_from_args']
@@ -205,9 +206,9 @@ def load_config(path, base: Config | None = None) -> Config:
     except ConfigError as e: raise ConfigError(f'{path}: {e}') from None
 
 def save_config(cfg: Config, path) -> Path:
-    "Write `cfg` as YAML (tuples as lists), in field order."
+    "Write `cfg` as YAML (tuples as lists), in field order, whole or not at all."
     d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    Path(path).write_text(yaml.safe_dump(d, sort_keys=False), encoding='utf-8')
+    with atomic_write(path) as tmp: tmp.write_text(yaml.safe_dump(d, sort_keys=False), encoding='utf-8')
     return Path(path)
 
 # %% ../nbs/09_config.ipynb #0aa21d68

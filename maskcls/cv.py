@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_cv.ipynb #e71202ad
 from __future__ import annotations
-import json, multiprocessing as mp, warnings
+import json, multiprocessing as mp, os, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -17,11 +17,13 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from .labels import AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, Task, confusion, decode, scores
 from .layout import task_of
+from .cache import die_with_parent
 from .loader import Loader, pick_device
 from .config import Config, load_config, save_config
 from .runtime import open_cache
 from .predict import plot_confusion, predict
-from .runs import check_same_config, load_task, new_run_dir, save_task
+from .runs import (check_same_config, load_task, new_run_dir, resumable, save_figure, save_task, write_csv,
+                          write_text)
 from .train import train_run
 
 # %% auto #0
@@ -84,8 +86,7 @@ def fold_balance(df: pd.DataFrame, fold: np.ndarray) -> pd.DataFrame:
 
 # %% ../nbs/14_cv.ipynb #4d3ae0ed
 def save_folds(folds: pd.DataFrame, path) -> Path:
-    folds[['person', 'fold']].to_csv(path, index=False)
-    return Path(path)
+    return write_csv(folds[['person', 'fold']], path, index=False)
 
 def load_folds(path) -> pd.DataFrame:
     "A `person, fold` table from CSV, checked."
@@ -123,12 +124,12 @@ def train_fold(cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, fold: int, ou
     d.mkdir(parents=True, exist_ok=True)
     c = replace(cfg, fold=fold, device=device or cfg.device, out=str(d))
     task = task or task_of(df)
-    res = train_run(c, tr, va, d, resume=(d / 'last.pt').exists(), progress=progress, task=task)
+    res = train_run(c, tr, va, d, resume=resumable(d), progress=progress, task=task)
     preds = va[['path', 'person', 'label']].copy()
     preds[task.prob_cols] = res['valid_probs'].numpy()
     preds['fold'] = fold
-    preds.to_csv(d / 'valid_preds.csv', index=False)
-    (d / 'done.json').write_text(json.dumps(dict(fold=fold, best_f1=res['best'], epochs=len(res['history']))))
+    write_csv(preds, d / 'valid_preds.csv', index=False)                 # written whole, then the marker
+    write_text(d / 'done.json', json.dumps(dict(fold=fold, best_f1=res['best'], epochs=len(res['history']))))
     return d
 
 def _fold_worker(args):
@@ -160,7 +161,8 @@ def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = Fals
     devices = list(devices or [])
     if len(devices) > 1 and len(todo) > 1:
         ctx = mp.get_context('spawn')                      # CUDA cannot be used in forked children
-        with ctx.Manager() as m, ProcessPoolExecutor(len(devices), mp_context=ctx) as ex:
+        with ctx.Manager() as m, ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=die_with_parent,
+                                                             initargs=(os.getpid(),)) as ex:
             pool = m.Queue()
             for d in devices: pool.put(d)
             list(ex.map(_fold_worker, [(cfg, df, folds, f, out, pool, False, task) for f in todo]))
@@ -180,17 +182,17 @@ def score_oof(out) -> dict:
     "Write `oof.csv`, `oof_metrics.json` and `oof_confusion.png` for a CV folder; return the metrics."
     out = Path(out)
     oof, task = read_oof(out), load_task(out)
-    oof.to_csv(out / 'oof.csv', index=False)
+    write_csv(oof, out / 'oof.csv', index=False)
     cols = task.prob_cols
     y, p = oof['label'].to_numpy(), oof[cols].to_numpy()
     res = dict(scores(y, p, task), images=len(oof),
                folds={int(f): scores(g['label'].to_numpy(), g[cols].to_numpy(), task)['f1']
                       for f, g in oof.groupby('fold')})
     res['confusion'] = confusion(y, p, task.n_classes).tolist()
-    (out / 'oof_metrics.json').write_text(json.dumps(res, indent=1))
+    write_text(out / 'oof_metrics.json', json.dumps(res, indent=1))
     title = f"out-of-fold: macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f}"
     fig = plot_confusion(np.array(res['confusion']), title, task.classes)
-    fig.savefig(out / 'oof_confusion.png', dpi=90); plt.close(fig)
+    save_figure(fig, out / 'oof_confusion.png', dpi=90); plt.close(fig)
     return res
 
 # %% ../nbs/14_cv.ipynb #132a88f6

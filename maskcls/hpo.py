@@ -206,8 +206,8 @@ def _cv_trial(trial, cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, d: Path
     return res['f1']
 
 def _slim(d: Path):
-    "Delete what only an unfinished trial needs: `last.pt` and the `top/` checkpoints (best.pt stays)."
-    for p in d.rglob('last.pt'): p.unlink()
+    "Delete what only an unfinished trial needs: `last.pt`, `last.prev.pt` and the `top/` checkpoints (best.pt stays)."
+    for p in [*d.rglob('last.pt'), *d.rglob('last.prev.pt')]: p.unlink()
     for p in d.rglob('top'):
         if p.is_dir(): shutil.rmtree(p)
 

@@ -4,24 +4,27 @@
 
 # %% ../nbs/12_runs.ipynb #673fa24e
 from __future__ import annotations
-import json
+import json, os, pickle, re, warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
 
 from .labels import MASK_TASK, Task, confusion
+from .layout import atomic_write
 from .augment import IMAGENET_MEAN, IMAGENET_STD
 from .models import create_model
 from .config import Config, load_config, save_config
 from .predict import plot_confusion, plot_predictions
 
 # %% auto #0
-__all__ = ['TASK_FILE', 'new_run_dir', 'save_task', 'load_task', 'load_best', 'load_run', 'run_dirs', 'check_same_config',
-           'RunLogger', 'read_events']
+__all__ = ['TASK_FILE', 'LAST', 'PREV', 'new_run_dir', 'save_task', 'load_task', 'save_checkpoint', 'write_csv', 'write_text',
+           'save_figure', 'save_last', 'resumable', 'CheckpointError', 'load_checkpoint', 'load_last', 'load_best',
+           'load_run', 'run_dirs', 'check_same_config', 'RunLogger', 'read_events']
 
 # %% ../nbs/12_runs.ipynb #13b1b605
 def new_run_dir(path) -> Path:
@@ -38,9 +41,7 @@ TASK_FILE = 'task.json'
 
 def save_task(task: Task, folder) -> Path:
     "Write `folder/task.json` (class names, attributes) for the commands that read the run later."
-    p = Path(folder) / TASK_FILE
-    p.write_text(json.dumps(task.to_dict(), indent=1))
-    return p
+    return write_text(Path(folder) / TASK_FILE, json.dumps(task.to_dict(), indent=1))   # whole or not at all
 
 def load_task(folder) -> Task:
     "The task recorded in a run or CV folder (`task.json`); the competition's for a folder without one (older runs)."
@@ -50,12 +51,98 @@ def load_task(folder) -> Task:
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f'{p} is not a task file ({e}): restore it, or delete it for a competition run') from None
 
+# %% ../nbs/12_runs.ipynb #09a3cdcd
+LAST, PREV = 'last.pt', 'last.prev.pt'
+
+def save_checkpoint(obj, path) -> Path:
+    "`torch.save` `obj` to `path`, whole or not at all."
+    with atomic_write(path) as tmp, open(tmp, 'wb') as f: torch.save(obj, f)   # a file: a full disk says ENOSPC
+    return Path(path)
+
+def write_csv(df: pd.DataFrame, path, **kw) -> Path:
+    "`df.to_csv(path, **kw)`, whole or not at all."
+    with atomic_write(path) as tmp: df.to_csv(tmp, **kw)
+    return Path(path)
+
+def write_text(path, text: str) -> Path:
+    "Write `text` (UTF-8) to `path`, whole or not at all."
+    with atomic_write(path) as tmp: tmp.write_text(text, encoding='utf-8')
+    return Path(path)
+
+def save_figure(fig, path, **kw) -> Path:
+    "`fig.savefig(path, **kw)`, whole or not at all."
+    with atomic_write(path) as tmp: fig.savefig(tmp, **kw)
+    return Path(path)
+
+def save_last(state: dict, run_dir) -> Path:
+    "Write the training `state` to `run_dir/last.pt`, keeping the state it replaces as `last.prev.pt`."
+    d = Path(run_dir); last, prev = d / LAST, d / PREV
+    prev.unlink(missing_ok=True)                      # never more than two states on disk, even while writing
+    with atomic_write(last) as tmp:
+        with open(tmp, 'wb') as f: torch.save(state, f)
+        if last.exists(): os.replace(last, prev)      # between these two renames only last.prev.pt exists
+    return last
+
+def resumable(run_dir) -> bool:
+    "Whether `run_dir` holds a training state to resume (`last.pt` or `last.prev.pt`)."
+    return (Path(run_dir) / LAST).exists() or (Path(run_dir) / PREV).exists()
+
+
+# %% ../nbs/12_runs.ipynb #0d824751
+class CheckpointError(ValueError):
+    "A checkpoint that cannot be used: damaged, cut short, or not a plain checkpoint. `path` and `why` say which."
+    def __init__(self, path, why: str, fix: str):
+        self.path, self.why = Path(path), why
+        super().__init__(f'{path} {why}: {fix}')
+
+def _old_numpy_types() -> list:
+    "What numpy's random state in checkpoints of earlier versions needs: arrays and dtypes rebuilt from bytes."
+    a = np.zeros(1, np.uint32)
+    return [a.__reduce__()[0], np.ndarray, np.dtype, type(a.dtype)]
+
+def load_checkpoint(path, map_location='cpu') -> dict:
+    "The checkpoint at `path`, read without running code from it (`weights_only=True`)."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f'{path} not found')
+    size = f'{path.stat().st_size:,} bytes'
+    fix = 'nothing was loaded from it. Re-create it: train the run again, or copy the file again from where it was made'
+    try:
+        with torch.serialization.safe_globals(_old_numpy_types()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if 'Weights only' not in str(e): raise CheckpointError(path, f'is damaged ({size}; {e})', fix) from None
+        m = re.search(r'unsupported global:? (?:GLOBAL )?([\w.]+)', str(e), re.I)   # the function it names
+        call = m[1] if m else 'code'
+        raise CheckpointError(path, f'was not loaded: it is not a plain checkpoint (loading it would call {call}, and '
+                              'maskcls loads only tensors, numbers, strings, lists and dicts)',
+                              'use a checkpoint written by maskcls; if you made this file yourself and trust it, '
+                              'load it with torch.load(..., weights_only=False) and save its tensors again') from None
+    except (RuntimeError, EOFError, ValueError, KeyError) as e:   # what the zip and pickle readers raise on bad bytes
+        why = f'{type(e).__name__}: {str(e).splitlines()[0]}' if str(e) else type(e).__name__
+        raise CheckpointError(path, f'is damaged or cut short ({size}; {why[:100]})', fix) from None
+
+def load_last(run_dir, map_location='cpu') -> tuple[dict, Path]:
+    "The newest readable training state of `run_dir` and its file: `last.pt`, else `last.prev.pt` (one epoch older)."
+    d, failed = Path(run_dir), []
+    for p in (d / LAST, d / PREV):
+        if not p.exists(): continue
+        try: s = load_checkpoint(p, map_location)
+        except CheckpointError as e: failed.append(e); continue
+        if failed: warnings.warn(f'{failed[0].path} {failed[0].why}: resuming from {p} instead, the state saved after '
+                                 f'epoch {s["epoch"]} (one epoch earlier)', stacklevel=2)
+        return s, p
+    if not failed: raise FileNotFoundError(f'no checkpoint at {d / LAST}: resume needs a run folder holding last.pt')
+    why = '; '.join(f'{e.path.name} {e.why}' for e in failed)
+    raise CheckpointError(d, f'holds no readable training state ({why})',
+                          'start a new run; its best.pt, if readable, still serves predict')
+
+
 # %% ../nbs/12_runs.ipynb #c2bc7684
 def load_best(run_dir, model: nn.Module) -> dict:
     "Load `run_dir/best.pt` into `model`; return the checkpoint's metadata."
     p = Path(run_dir) / 'best.pt'
     if not p.exists(): raise FileNotFoundError(f'{p} not found: is {run_dir} a finished training run?')
-    s = torch.load(p, map_location='cpu', weights_only=False)
+    s = load_checkpoint(p)
     model.load_state_dict(s['model'])
     return {k: v for k, v in s.items() if k != 'model'}
 
@@ -91,7 +178,7 @@ class RunLogger:
     def __init__(self, run_dir, cfg: Config, mean=IMAGENET_MEAN, std=IMAGENET_STD, task: Task = MASK_TASK):
         self.run_dir, self.cfg, self.mean, self.std, self.task = Path(run_dir), cfg, mean, std, task
         self.writer = self.wandb = None
-        save_config(cfg, self.run_dir / 'config.yaml')
+        save_config(cfg, self.run_dir / 'config.yaml')            # written whole (config lesson)
         save_task(task, self.run_dir)
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter

@@ -47,14 +47,22 @@ def seed_everything(seed: int):
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
 def rng_state() -> dict:
-    "Every global random state, for a checkpoint."
-    s = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    "Every global random state, for a checkpoint, in plain types (tensors, numbers, lists)."
+    v, words, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    s = dict(python=[v, list(words), gauss], torch=torch.get_rng_state(),
+             numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos), has_gauss=int(has_gauss),
+                        gauss=float(cached)))
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
 def set_rng_state(s: dict):
-    "Restore the random states that `rng_state` captured."
-    random.setstate(s['python']); np.random.set_state(s['numpy']); torch.set_rng_state(s['torch'])
+    "Restore the random states that `rng_state` captured (numpy's own tuple too, as earlier checkpoints hold it)."
+    v, words, gauss = s['python']; random.setstate((v, tuple(words), gauss))
+    n = s['numpy']
+    np.random.set_state(n if isinstance(n, tuple) else
+                        ('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
+    torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
 
 # %% ../nbs/10_runtime.ipynb #b611f658

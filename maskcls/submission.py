@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .labels import N_CLASSES, few, prob_cols
+from .runs import write_csv
 from .ensemble import (attribute_hard_vote, attribute_soft_vote, gmean_vote, greedy_select, hard_vote, rank_vote,
                               soft_vote)
 
@@ -92,7 +93,7 @@ def write_predictions(path, ids, probs, n_classes: int = N_CLASSES) -> Path:
     check_ids(ids, source=str(path))
     df = pd.DataFrame(p, columns=prob_cols(n_classes)); df.insert(0, ID, ids)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False, float_format='%.7g')
+    write_csv(df, path, index=False, float_format='%.7g')           # whole or not at all (runs lesson)
     return Path(path)
 
 def read_predictions(path,
@@ -127,7 +128,7 @@ def write_submission(path, info,      # info.csv path or DataFrame from `read_in
     check_ids(ids, info[ID], str(path))
     info[ANS] = pd.Series(labels, index=ids).loc[info[ID].to_numpy()].to_numpy()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    info.to_csv(path, index=False)
+    write_csv(info, path, index=False)
     return info
 
 def predictions_to_submission(pred_path, info, out_path) -> pd.DataFrame:

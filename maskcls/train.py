@@ -29,7 +29,7 @@ from .config import Config
 from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, open_cache, rng_state, seed_everything,
                              set_rng_state)
 from .predict import hard_targets, predict
-from .runs import RunLogger, load_best
+from .runs import RunLogger, load_best, load_checkpoint, load_last, save_checkpoint, save_last, write_csv
 
 # %% auto #0
 __all__ = ['param_groups', 'make_optimizer', 'lr_factor', 'make_scheduler', 'make_ema', 'Trainer', 'augment_from_config',
@@ -200,11 +200,9 @@ def state(self: Trainer) -> dict:
 
 @patch
 def load_state(self: Trainer, path) -> Trainer:
-    "Restore the state saved in `path` (a run folder's `last.pt`) to continue training."
+    "Restore the state in `path` (a run folder: its newest readable `last.pt` or `last.prev.pt`) to continue training."
     path = Path(path)
-    if path.is_dir(): path = path / 'last.pt'
-    if not path.exists(): raise FileNotFoundError(f'no checkpoint at {path}: resume needs a run folder holding last.pt')
-    s = torch.load(path, map_location=self.device, weights_only=False)   # our own file: it holds numpy RNG state too
+    s = load_last(path, self.device)[0] if path.is_dir() else load_checkpoint(path, self.device)
     self.model.load_state_dict(s['model'])
     if self.ema is not None and s['ema'] is not None: self.ema.load_state_dict(s['ema'])
     self.opt.load_state_dict(s['opt']); self.sched.load_state_dict(s['sched']); self.scaler.load_state_dict(s['scaler'])
@@ -216,20 +214,19 @@ def load_state(self: Trainer, path) -> Trainer:
 def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
     if self.run_dir is None or self.rank: return
     d = self.run_dir
-    pd.DataFrame(self.history).to_csv(d / 'metrics.csv', index=False)
+    write_csv(pd.DataFrame(self.history), d / 'metrics.csv', index=False)   # each file whole or not at all (runs)
     weights = _ckpt_model(self.ema.module) if use_ema else _ckpt_model(self.model)
     small = dict(model=weights, cfg=asdict(self.cfg), epoch=row['epoch'], metrics=row, model_name=self.cfg.model, heads=self.cfg.heads)
-    if improved: torch.save(small, d / 'best.pt')
+    if improved: save_checkpoint(small, d / 'best.pt')
     k = self.cfg.top_k
     if k and (len(self.top) < k or row['score'] > min(s for s, _ in self.top)):
         (d / 'top').mkdir(exist_ok=True)
         p = d / 'top' / f"epoch{row['epoch']:03d}_f1{row['score']:.4f}.pt"
-        torch.save(small, p); self.top.append((row['score'], str(p)))
+        save_checkpoint(small, p); self.top.append((row['score'], str(p)))
         self.top.sort(key=lambda t: -t[0])
         for _, old in self.top[k:]: Path(old).unlink(missing_ok=True)
         self.top = self.top[:k]
-    tmp = d / 'last.pt.tmp'
-    torch.save(self.state(), tmp); tmp.replace(d / 'last.pt')   # never a half-written last.pt
+    save_last(self.state(), d)                      # last: a failure above leaves the previous epoch's state
 
 # %% ../nbs/13_train.ipynb #4f0f7d0b
 def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
