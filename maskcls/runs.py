@@ -41,7 +41,9 @@ TASK_FILE = 'task.json'
 
 def save_task(task: Task, folder) -> Path:
     "Write `folder/task.json` (class names, attributes) for the commands that read the run later."
-    return write_text(Path(folder) / TASK_FILE, json.dumps(task.to_dict(), indent=1))   # whole or not at all
+    p = Path(folder) / TASK_FILE
+    with atomic_write(p) as tmp: tmp.write_text(json.dumps(task.to_dict(), indent=1))   # whole or not at all
+    return p
 
 def load_task(folder) -> Task:
     "The task recorded in a run or CV folder (`task.json`); the competition's for a folder without one (older runs)."

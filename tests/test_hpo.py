@@ -209,7 +209,7 @@ def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
     space = dict(lr=('log', 1e-3, 3e-2), label_smoothing=('float', 0.0, 0.2), old_age=('cat', [58, 59, 60]))
     s = tune(base, df, space, n_trials=1, out=tmp_path / 'h', sampler='random', seed=0)
     assert s.user_attrs['out'] == str(tmp_path / 'h')
-    assert sorted(p.name for p in (tmp_path / 'h' / 'trial0').iterdir()) == ['best.pt', 'config.yaml', 'metrics.csv']
+    assert sorted(p.name for p in (tmp_path / 'h' / 'trial0').iterdir()) == ['best.pt', 'config.yaml', 'metrics.csv', 'task.json']
     s = tune(base, df, space, n_trials=1, out=tmp_path / 'h', sampler='random', seed=0, resume=True)
     assert len(s.trials) == 2 and s.trials[0].params != s.trials[1].params      # the resumed sampler is reseeded
     assert len(pd.read_csv(tmp_path / 'h' / 'trials.csv')) == 2
