@@ -4,7 +4,7 @@
 
 # %% ../nbs/90_cli.ipynb #7ed2358b
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, json, sys, threading, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -410,9 +410,14 @@ def _disk_full_line(a, e: BaseException) -> str:
     if run is not None and a.command == 'cv': line += f'; then rerun it with --resume --out {run.parent}'
     return line
 
+def _quiet_disk_full(args):
+    "A background thread (TensorBoard's writer) that died of a full disk: no traceback; the command reports it once."
+    if not disk_full(args.exc_value): threading.__excepthook__(args)
+
 def main(argv=None) -> int:
     "Entry point of the `maskcls` command."
     a = build_parser().parse_args(argv)
+    threading.excepthook = _quiet_disk_full
     try: return a.func(a) or 0
     except (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError) as e:   # a message, no traceback
         print(f'maskcls {a.command}: {e}', file=sys.stderr)
