@@ -309,7 +309,8 @@ def _predict_args(p):
                    help=f'test-time augmentation: a preset {list(TTA_PRESETS)} or view names joined by commas')
     p.add_argument('--merge', default='mean', choices=['mean', 'gmean', 'max'], help='how TTA views are merged')
     p.add_argument('--out', required=True, type=Path,
-                   help='prediction file to write (ImageID,p0..p17: a column per class); a submission beside it with info.csv')
+                   help='prediction file to write (ImageID,p0..p17: a column per class); '
+                        'a submission beside it with info.csv')
     p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
     p.add_argument('--batch-size', type=int, default=None,
                    help="images per batch, before TTA views (default: twice the run's batch size)")

@@ -23,7 +23,8 @@ __all__ = ['ATTRIBUTES', 'pair_table', 'compare_submissions', 'compare_summary',
 # %% ../nbs/18_compare.ipynb #fec4560b
 ATTRIBUTES = ('mask', 'gender', 'age')
 def _name(x, default: str) -> str:
-    return str(x) if isinstance(x, (str, os.PathLike)) else (x.name if isinstance(x, pd.Series) and x.name not in (None, 'ans') else default)
+    if isinstance(x, (str, os.PathLike)): return str(x)
+    return x.name if isinstance(x, pd.Series) and x.name not in (None, 'ans') else default
 
 def _load(x, info, what: str) -> pd.Series:
     "A submission path or Series as an int Series indexed by ImageID, in `info` order when given."
@@ -37,12 +38,14 @@ def _same_images(ref: pd.Series, s: pd.Series, ref_name: str, name: str):
     "Fail naming the images that only one of two files holds."
     only_ref, only_s = ref.index.difference(s.index, sort=False), s.index.difference(ref.index, sort=False)
     if len(only_ref) or len(only_s):
-        raise ValueError(f'{ref_name} and {name} do not hold the same images: {len(only_ref)} only in {ref_name} ({few(only_ref)}), '
+        raise ValueError(f'{ref_name} and {name} do not hold the same images: {len(only_ref)} only in {ref_name} '
+                         f'({few(only_ref)}), '
                          f'{len(only_s)} only in {name} ({few(only_s)}). Compare files for the same eval set, '
                          f'or pass info= (the eval info.csv) to check each file against it')
 
 def pair_table(a, b,          # two submissions: paths or Series from `read_submission`
-               info=None,     # info.csv path or DataFrame, or ids: both files are checked against it and put in its order
+               # info.csv path or DataFrame, or ids: both files are checked against it and put in its order
+               info=None,
                gt=None,       # the true classes (e.g. synthetic `eval/gt.csv`), path or Series, or None
               ) -> pd.DataFrame:
     "One row per image: both answers (`a`, `b`), whether they agree, which attributes differ, and the truth when given."
@@ -74,7 +77,8 @@ def compare_submissions(a, b, info=None, gt=None) -> pd.DataFrame:
 def compare_summary(t: pd.DataFrame) -> dict:
     "Agreement rate, disagreements per attribute and (with the truth) scores and who was right, from a `pair_table`."
     d = t[~t['same']]
-    s = dict(images=len(t), agree=int(t['same'].sum()), disagree=len(d), agreement=float(t['same'].mean()) if len(t) else float('nan'))
+    s = dict(images=len(t), agree=int(t['same'].sum()), disagree=len(d),
+             agreement=float(t['same'].mean()) if len(t) else float('nan'))
     s.update({f'{k}_differs': int(d[k].sum()) for k in ATTRIBUTES})
     s.update(classes_a=int(t['a'].nunique()), classes_b=int(t['b'].nunique()))
     if 'gt' in t:
@@ -89,14 +93,16 @@ def class_crosstab(t: pd.DataFrame, disagreements_only: bool = True) -> pd.DataF
     d = t[~t['same']] if disagreements_only else t
     used = sorted(set(d['a']) | set(d['b']))
     ct = pd.crosstab(d['a'], d['b']).reindex(index=used, columns=used, fill_value=0)
-    return ct.set_axis(pd.Index([short_name(c) for c in used], name='A \\ B'), axis=0).set_axis(pd.Index(used, name=None), axis=1)
+    return ct.set_axis(pd.Index([short_name(c) for c in used], name='A \\ B'),
+                       axis=0).set_axis(pd.Index(used, name=None), axis=1)
 
 # %% ../nbs/18_compare.ipynb #f7529a7d
 def find_images(images, ids) -> list[Path]:
     "The image file of each id in `ids`, in folder `images` (an eval folder or its `images/`), by name or stem."
     images = Path(images)
     if (images / 'images').is_dir(): images = images / 'images'
-    if not images.is_dir(): raise FileNotFoundError(f'{images} is not a folder: pass the eval folder or its images/ folder')
+    if not images.is_dir():
+        raise FileNotFoundError(f'{images} is not a folder: pass the eval folder or its images/ folder')
     by_name, by_stem = {}, {}
     for f in images.iterdir():
         if is_junk(f.name): continue
@@ -159,12 +165,17 @@ def write_compare_report(a, b,                 # the two submission files
     # the page
     e = html.escape
     paths = find_images(eval_dir, d.index[:max_rows])
-    listing = d.iloc[:max_rows].assign(image=[f'<a href="{e(Path(os.path.relpath(p, out)).as_posix())}">{e(i)}</a>' for i, p in zip(d.index, paths)])
+    links = [f'<a href="{e(Path(os.path.relpath(p, out)).as_posix())}">{e(i)}</a>' for i, p in zip(d.index, paths)]
+    listing = d.iloc[:max_rows].assign(image=links[:max_rows])
     cols = ['image', 'a_class', 'b_class', 'differs'] + (['gt_class', 'right'] if 'gt' in d else [])
-    per_attr = pd.DataFrame({'images where it differs': [s[f'{k}_differs'] for k in ATTRIBUTES]}, index=list(ATTRIBUTES))
+    per_attr = pd.DataFrame({'images where it differs': [s[f'{k}_differs'] for k in ATTRIBUTES]},
+                            index=list(ATTRIBUTES))
     body = [f'<h1>A vs B: {s["disagree"]} of {s["images"]} images differ (agreement {s["agreement"]:.1%})</h1>',
-            f'<p>A = <code>{e(str(a))}</code><br>B = <code>{e(str(b))}</code><br>eval = <code>{e(str(eval_dir))}</code></p>',
-            '<h2>Summary</h2>', _html_table(pd.Series({k: f'{v:.4f}' if isinstance(v, float) else v for k, v in s.items()}, name='value', dtype=object).to_frame()),
+            f'<p>A = <code>{e(str(a))}</code><br>B = <code>{e(str(b))}</code><br>'
+            f'eval = <code>{e(str(eval_dir))}</code></p>',
+            '<h2>Summary</h2>',
+            _html_table(pd.Series({k: f'{v:.4f}' if isinstance(v, float) else v for k, v in s.items()},
+                                  name='value', dtype=object).to_frame()),
             '<h2>Disagreements per attribute</h2>', _html_table(per_attr)]
     if len(d): body += ['<h2>Classes where they disagree (rows: A, columns: B)</h2>', _html_table(class_crosstab(t))]
     for name, rows in grids:
@@ -173,9 +184,13 @@ def write_compare_report(a, b,                 # the two submission files
             body.append(f'<h2>{e(what)}: first {min(n, len(rows))} of {len(rows)}</h2>'
                         + ('<p>Titles: blue = A right, orange = B right, red = neither.</p>' if 'gt' in d else '')
                         + f'<img src="{name}.png" style="max-width:100%">')
-    body += [f'<h2>Disagreements: {min(max_rows, len(d))} of {len(d)} (all in <a href="disagreements.csv">disagreements.csv</a>)</h2>',
-             listing[cols].to_html(border=0, escape=False, index=False) if len(d) else '<p>None: the two files agree on every image.</p>']
-    written['index'].write_text(f'<!doctype html><meta charset="utf-8"><title>maskcls compare: {e(na)} vs {e(nb)}</title>'
-                                '<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}</style>'
+    body += [f'<h2>Disagreements: {min(max_rows, len(d))} of {len(d)} (all in <a '
+             'href="disagreements.csv">disagreements.csv</a>)</h2>',
+             listing[cols].to_html(border=0, escape=False,
+                                   index=False) if len(d) else '<p>None: the two files agree on every image.</p>']
+    written['index'].write_text(f'<!doctype html><meta charset="utf-8"><title>maskcls compare: {e(na)} vs '
+                                f'{e(nb)}</title>'
+                                """<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px
+                                8px;text-align:left}</style>"""
                                 + '\n'.join(body), encoding='utf-8')
     return written

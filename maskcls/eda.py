@@ -29,10 +29,13 @@ def attribute_counts(df: pd.DataFrame, old_age: int = OLD_AGE) -> pd.DataFrame:
     "Images and people for each value of mask, gender and age group, with shares."
     ag = age_group(df['age'], old_age)
     parts = []
-    for attr, codes, names in (('mask', df['mask'], MASK_NAMES), ('gender', df['gender'], GENDER_NAMES), ('age', ag, AGE_NAMES)):
+    for attr, codes, names in (('mask', df['mask'], MASK_NAMES), ('gender', df['gender'], GENDER_NAMES),
+                               ('age', ag, AGE_NAMES)):
         imgs = np.bincount(codes, minlength=len(names))
-        people = np.bincount(pd.Series(codes.to_numpy()).groupby(df['person'].to_numpy()).first(), minlength=len(names)) if attr != 'mask' else [np.nan] * len(names)
-        parts.append(pd.DataFrame(dict(attribute=attr, value=names, images=imgs, image_share=imgs / imgs.sum(), people=people)))
+        people = np.bincount(pd.Series(codes.to_numpy()).groupby(df['person'].to_numpy()).first(),
+                             minlength=len(names)) if attr != 'mask' else [np.nan] * len(names)
+        parts.append(pd.DataFrame(dict(attribute=attr, value=names, images=imgs, image_share=imgs / imgs.sum(),
+                                       people=people)))
     return pd.concat(parts, ignore_index=True)
 
 # %% ../nbs/03_eda.ipynb #3f3ce510
@@ -57,7 +60,8 @@ def plot_attribute_counts(df: pd.DataFrame, old_age: int = OLD_AGE):
     fig, axs = plt.subplots(1, 3, figsize=(11, 3))
     for ax, (attr, g) in zip(axs, ac.groupby('attribute', sort=False)):
         ax.bar(g['value'], g['images'], color='#4C72B0')
-        for x, (n, s) in enumerate(zip(g['images'], g['image_share'])): ax.annotate(f'{s:.0%}', (x, n), ha='center', va='bottom')
+        for x, (n, s) in enumerate(zip(g['images'], g['image_share'])):
+            ax.annotate(f'{s:.0%}', (x, n), ha='center', va='bottom')
         ax.set_title(attr + (f' (old from {old_age})' if attr == 'age' else '')); ax.margins(y=0.15)
     fig.tight_layout()
     return fig
@@ -104,7 +108,8 @@ def class_grid(df: pd.DataFrame, per_class: int = 1, seed: int = 0):
     for c in range(N_CLASSES):
         rows = df.index[df['label'] == c]
         picks += [(c, i) for i in rng.choice(rows, min(per_class, len(rows)), replace=False)]
-    return image_grid([df.at[i, 'path'] for _, i in picks], [class_name(c) for c, _ in picks], ncols=6 * per_class if per_class < 3 else 6)
+    return image_grid([df.at[i, 'path'] for _, i in picks], [class_name(c) for c, _ in picks],
+                      ncols=6 * per_class if per_class < 3 else 6)
 
 # %% ../nbs/03_eda.ipynb #7488386b
 def image_stats(df: pd.DataFrame) -> pd.DataFrame:
@@ -136,9 +141,11 @@ def write_eda(df: pd.DataFrame, out, old_age: int = OLD_AGE) -> dict:
     for name, t in tables.items():
         written[name + '_csv'] = out / f'{name}.csv'
         t.to_csv(written[name + '_csv'], index=False)
-    body = ''.join(f'<h2>{html.escape(n.replace("_", " "))}</h2><img src="{n}.png" style="max-width:100%">' for n in figs)
+    body = ''.join(f'<h2>{html.escape(n.replace("_", " "))}</h2><img src="{n}.png" '
+                   'style="max-width:100%">' for n in figs)
     body += ''.join(f'<h2>{html.escape(n.replace("_", " "))}</h2>{t.to_html(index=False)}' for n, t in tables.items())
     written['index'] = out / 'index.html'
     written['index'].write_text(f'<!doctype html><meta charset="utf-8"><title>maskcls EDA</title>'
-                                f'<h1>EDA: {len(df)} images, {df["person"].nunique()} people</h1>{body}', encoding='utf-8')
+                                f'<h1>EDA: {len(df)} images, {df["person"].nunique()} people</h1>{body}',
+                                encoding='utf-8')
     return written

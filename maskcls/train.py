@@ -47,10 +47,12 @@ def param_groups(model: nn.Module, weight_decay: float) -> list:
 def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     "AdamW or SGD (Nesterov) over `model`'s trainable parameters, as `cfg` says."
     groups = param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == 'sgd': return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    if cfg.optimizer == 'sgd':
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
     return torch.optim.AdamW(groups, lr=cfg.lr)
 
-def lr_factor(step: int, total: int, warmup: int, kind: str = 'cosine', step_every: int = 1, gamma: float = 0.1) -> float:
+def lr_factor(step: int, total: int, warmup: int, kind: str = 'cosine', step_every: int = 1,
+              gamma: float = 0.1) -> float:
     "Multiplier of the peak learning rate at optimiser step `step` of `total`."
     if step < warmup: return (step + 1) / (warmup + 1)
     if kind == 'constant': return 1.0
@@ -62,7 +64,8 @@ def make_scheduler(opt, cfg: Config, steps_per_epoch: int):
     "A per-step learning-rate scheduler for `cfg.epochs` epochs of `steps_per_epoch` optimiser steps."
     total = max(1, cfg.epochs * steps_per_epoch)
     if cfg.schedule == 'onecycle':
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=max(0.05, cfg.warmup_epochs / cfg.epochs) if cfg.warmup_epochs else 0.25)
+        pct = max(0.05, cfg.warmup_epochs / cfg.epochs) if cfg.warmup_epochs else 0.25
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=pct)
     warm = int(round(cfg.warmup_epochs * steps_per_epoch))
     f = lambda s: lr_factor(s, total, warm, cfg.schedule, cfg.step_epochs * steps_per_epoch, cfg.step_gamma)
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
@@ -90,7 +93,8 @@ class Trainer:
         if self.rank: self.progress = False                       # one progress bar and one log: process 0's
         if self.world > 1 and self.device.type == 'cuda': model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
-        if cfg.channels_last and self.device.type == 'cuda': self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.channels_last and self.device.type == 'cuda':
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.fwd = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -98,7 +102,9 @@ class Trainer:
                            find_unused_parameters=cfg.freeze_epochs > 0)   # frozen layers get no gradient
         if cfg.compile: self.fwd = torch.compile(self.fwd)
         self.opt = make_optimizer(unfreeze(self.model), cfg)   # every parameter: frozen ones simply get no gradient
-        if len(train_dl) == 0: raise ValueError(f'the training loader yields no batch (batch_size {cfg.batch_size}): lower --batch-size or add data')
+        if len(train_dl) == 0:
+            raise ValueError(f'the training loader yields no batch (batch_size {cfg.batch_size}): lower --batch-size '
+                             'or add data')
         self.steps_per_epoch = math.ceil(len(train_dl) / cfg.accum_steps)
         self.sched = make_scheduler(self.opt, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.dtype == torch.float16)
@@ -115,13 +121,16 @@ class Trainer:
         model.train()
         if hasattr(self.train_dl, 'set_epoch'): self.train_dl.set_epoch(self.epoch)
         n, total, seen = len(self.train_dl), 0.0, 0
-        bar = tqdm(self.train_dl, total=n, desc=f'epoch {self.epoch + 1}/{cfg.epochs}', leave=False, disable=not self.progress)
+        bar = tqdm(self.train_dl, total=n, desc=f'epoch {self.epoch + 1}/{cfg.epochs}', leave=False,
+                   disable=not self.progress)
         self.opt.zero_grad(set_to_none=True)
         for i, (xb, yb) in enumerate(bar):
             if cfg.channels_last and xb.is_cuda: xb = xb.contiguous(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
                 loss = self.loss_fn(self.fwd(xb), yb)
-            if not torch.isfinite(loss): raise FloatingPointError(f'loss is {loss.item()} at epoch {self.epoch + 1}, batch {i}: lower --lr or use --clip-grad')
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f'loss is {loss.item()} at epoch {self.epoch + 1}, batch {i}: lower --lr or '
+                                         'use --clip-grad')
             self.scaler.scale(loss / cfg.accum_steps).backward()
             if (i + 1) % cfg.accum_steps == 0 or i + 1 == n:
                 if cfg.clip_grad:
@@ -160,9 +169,11 @@ class Trainer:
                     ev_ema = self.evaluate(self.ema.module) if self.ema is not None else None
                     use_ema = ev_ema is not None and ev_ema['metrics']['f1'] > ev['metrics']['f1']
                     chosen = ev_ema if use_ema else ev
-                    row = dict(epoch=self.epoch + 1, train_loss=train_loss, lr=lr, valid_images=len(ev['y']), **{f'valid_{k}': v for k, v in ev['metrics'].items()})
+                    row = dict(epoch=self.epoch + 1, train_loss=train_loss, lr=lr, valid_images=len(ev['y']),
+                               **{f'valid_{k}': v for k, v in ev['metrics'].items()})
                     if ev_ema is not None: row.update({f'ema_{k}': v for k, v in ev_ema['metrics'].items()})
-                    row.update(score=chosen['metrics']['f1'], weights='ema' if use_ema else 'raw', seconds=time.time() - t0)
+                    row.update(score=chosen['metrics']['f1'], weights='ema' if use_ema else 'raw',
+                               seconds=time.time() - t0)
                     self.history.append(row)
                     improved = row['score'] > self.best
                     if improved: self.best, self.bad_epochs = row['score'], 0
@@ -180,7 +191,9 @@ class Trainer:
                                    + ('  *best*' if improved else '') + f"  {row['seconds']:.1f}s")
                     if self.on_epoch is not None: self.on_epoch(row)
                     if cfg.patience and self.bad_epochs >= cfg.patience:
-                        if self.progress: tqdm.write(f'early stop: no better macro F1 for {cfg.patience} epochs (best {self.best:.4f})')
+                        if self.progress:
+                            tqdm.write(f'early stop: no better macro F1 for {cfg.patience} epochs (best '
+                                       f'{self.best:.4f})')
                         break
             finally:
                 if self.logger is not None: self.logger.close(self.history); self.logger = None
@@ -206,7 +219,8 @@ def load_state(self: Trainer, path) -> Trainer:
     self.model.load_state_dict(s['model'])
     if self.ema is not None and s['ema'] is not None: self.ema.load_state_dict(s['ema'])
     self.opt.load_state_dict(s['opt']); self.sched.load_state_dict(s['sched']); self.scaler.load_state_dict(s['scaler'])
-    self.epoch, self.best, self.bad_epochs, self.history, self.top = s['epoch'], s['best'], s['bad_epochs'], s['history'], s['top']
+    self.epoch, self.best, self.bad_epochs = s['epoch'], s['best'], s['bad_epochs']
+    self.history, self.top = s['history'], s['top']
     set_rng_state(s['rng'])
     return self
 
@@ -216,7 +230,8 @@ def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
     d = self.run_dir
     write_csv(pd.DataFrame(self.history), d / 'metrics.csv', index=False)   # each file whole or not at all (runs)
     weights = _ckpt_model(self.ema.module) if use_ema else _ckpt_model(self.model)
-    small = dict(model=weights, cfg=asdict(self.cfg), epoch=row['epoch'], metrics=row, model_name=self.cfg.model, heads=self.cfg.heads)
+    small = dict(model=weights, cfg=asdict(self.cfg), epoch=row['epoch'], metrics=row, model_name=self.cfg.model,
+                 heads=self.cfg.heads)
     if improved: save_checkpoint(small, d / 'best.pt')
     k = self.cfg.top_k
     if k and (len(self.top) < k or row['score'] > min(s for s, _ in self.top)):
@@ -233,9 +248,12 @@ def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
     "The on-device training augmentation that `cfg` describes (ops with probability 0 are left out)."
     ops = []
     if cfg.hflip: ops.append(Flip(p=cfg.hflip))
-    if cfg.affine_p: ops.append(Affine(p=cfg.affine_p, degrees=cfg.rotate, translate=cfg.shift, scale=cfg.scale, shear=cfg.shear))
+    if cfg.affine_p:
+        ops.append(Affine(p=cfg.affine_p, degrees=cfg.rotate, translate=cfg.shift, scale=cfg.scale, shear=cfg.shear))
     if cfg.crop_p: ops.append(ResizedCrop(p=cfg.crop_p))
-    if cfg.jitter_p: ops.append(ColorJitter(p=cfg.jitter_p, brightness=cfg.brightness, contrast=cfg.contrast, saturation=cfg.saturation, hue=cfg.hue))
+    if cfg.jitter_p:
+        ops.append(ColorJitter(p=cfg.jitter_p, brightness=cfg.brightness, contrast=cfg.contrast,
+                               saturation=cfg.saturation, hue=cfg.hue))
     if cfg.noise_p: ops.append(Noise(p=cfg.noise_p, std=cfg.noise_std))
     if cfg.erase_p: ops.append(Erase(p=cfg.erase_p))
     if cfg.mix in ('cutmix', 'both'): ops.append(CutMix(p=cfg.mix_p, alpha=cfg.mix_alpha))
@@ -252,10 +270,12 @@ def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES) -> nn.Modu
     kw = dict(smoothing=cfg.label_smoothing) if cfg.loss in ('ce', 'focal') else {}
     if cfg.loss == 'focal': kw['gamma'] = cfg.focal_gamma
     power = dict(none=0, balanced=1.0, sqrt=0.5)[cfg.class_weights]
-    if power and cfg.loss == 'f1': raise ValueError('class_weights: the soft-F1 loss already weighs classes equally; use class_weights none')
+    if power and cfg.loss == 'f1':
+        raise ValueError('class_weights: the soft-F1 loss already weighs classes equally; use class_weights none')
     if cfg.heads == 'three':
         parts = decode(np.asarray(labels))
-        cw = {h: inverse_frequency_weights(a, n, power) for h, a, n in zip(('mask', 'gender', 'age'), parts, (N_MASK, N_GENDER, N_AGE))} if power else None
+        heads = zip(('mask', 'gender', 'age'), parts, (N_MASK, N_GENDER, N_AGE))
+        cw = {h: inverse_frequency_weights(a, n, power) for h, a, n in heads} if power else None
         return make_loss('three_head', base=cfg.loss, weights=cfg.head_weights, class_weights=cw, **kw)
     if power: kw['weight'] = inverse_frequency_weights(labels, n_classes, power)
     return make_loss(cfg.loss, **kw)
@@ -263,16 +283,20 @@ def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES) -> nn.Modu
 def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_dir=None, resume: bool = False,
               progress: bool = True, make_cache: bool = True, on_epoch=None,
               task: Task | None = None) -> dict:   # the classes (default: `task_of(train_df)`, from the reader)
-    "Train on `train_df`, validate on `valid_df` (official labels), write `run_dir`; return history, best score and validation probabilities."
+    """Train on `train_df`, validate on `valid_df` (official labels), write `run_dir`; return history, best score and
+    validation probabilities."""
     task = task or task_of(train_df)
     for d, what in ((train_df, 'training'), (valid_df, 'validation')):
         if len(d) and int(d['label'].max()) >= task.n_classes:
             raise ValueError(f"{what} labels go up to {int(d['label'].max())}, "
                              f"task {task.name!r} has {task.n_classes} classes")
     rank, world = dist_info()
-    device = torch.device(f'cuda:{torch.cuda.current_device()}') if world > 1 and cfg.device != 'cpu' and torch.cuda.is_available() else pick_device(cfg.device)
+    if world > 1 and cfg.device != 'cpu' and torch.cuda.is_available():
+        device = torch.device(f'cuda:{torch.cuda.current_device()}')     # the GPU torchrun gave this process
+    else: device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    cache = open_cache(cfg, pd.concat([train_df['path'], valid_df['path']]), make_cache and rank == 0, progress and rank == 0)
+    cache = open_cache(cfg, pd.concat([train_df['path'], valid_df['path']]), make_cache and rank == 0,
+                       progress and rank == 0)
     if world > 1:
         dist.barrier()                                              # process 0 has built the cache
         cache = open_cache(cfg, [], build=False)
@@ -281,9 +305,9 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
     sampler = None if cfg.sampler == 'none' else SAMPLERS[cfg.sampler]
     n_epoch = cfg.epoch_len or len(tr)
     train_dl = Load(tr, cache, bs=cfg.batch_size, train=True, tfm=augment_from_config(cfg, task.n_classes),
-                      sampler=sampler,
-                      group_col='person' if cfg.sample_by_person else None, epoch_len=cfg.epoch_len or None, device=device,
-                      seed=cfg.seed, drop_last=n_epoch >= 2 * cfg.batch_size)   # a small set keeps its only (partial) batch
+                    sampler=sampler, group_col='person' if cfg.sample_by_person else None,
+                    epoch_len=cfg.epoch_len or None, device=device, seed=cfg.seed,
+                    drop_last=n_epoch >= 2 * cfg.batch_size)   # a small set keeps its only (partial) batch
     valid_dl = Load(valid_df, cache, bs=cfg.batch_size * 2, device=device)
     model = create_model(cfg.model, cfg.weights or None, cfg.heads, n_classes=task.n_classes)
     trainer = Trainer(model, loss_from_config(cfg, tr['label'], task.n_classes), cfg, train_dl, valid_dl, run_dir,

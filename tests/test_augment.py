@@ -5,27 +5,32 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from maskcls.augment import (Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise, ResizedCrop, affine_theta,
-                             eval_transform, full_augment, hash_normal, hash_uniform, light_augment, normalize, shift_hue,
-                             to_float, warp)
+from maskcls.augment import (Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise, ResizedCrop,
+                             affine_theta, eval_transform, full_augment, hash_normal, hash_uniform, light_augment,
+                             normalize, shift_hue, to_float, warp)
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: runs on a GPU machine with `make test` or `pytest tests/test_augment.py tests/test_loader.py`')
+cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason='needs CUDA: runs on a GPU machine with `make test` or '
+                                 '`pytest tests/test_augment.py tests/test_loader.py`')
 
 
 def batch(n=16, h=32, w=24, seed=0):
     g = torch.Generator().manual_seed(seed)
     small = torch.randint(0, 256, (n, 3, 4, 3), generator=g, dtype=torch.uint8).float()
-    return F.interpolate(small, size=(h, w), mode='bilinear').round().to(torch.uint8), torch.randint(0, 18, (n,), generator=g)
+    return F.interpolate(small, size=(h, w), mode='bilinear').round().to(torch.uint8), torch.randint(0, 18, (n,),
+                                                                                                     generator=g)
 
 
-@pytest.mark.parametrize('op', [Affine(p=1.0, shear=10), ResizedCrop(p=1.0), ColorJitter(p=1.0), Noise(p=1.0), Erase(p=1.0)])
+@pytest.mark.parametrize('op',
+                         [Affine(p=1.0, shear=10), ResizedCrop(p=1.0), ColorJitter(p=1.0), Noise(p=1.0), Erase(p=1.0)])
 def test_samples_get_different_parameters(op):
     g = torch.Generator().manual_seed(0)
     prm = op.draw(8, (32, 24), g)
     for k, v in prm.items():
         if v.dtype.is_floating_point and v.numel() >= 8 and k not in ('offset',):
             flat = v.reshape(8, -1)
-            assert len({tuple(r.tolist()) for r in flat}) == 8 or (flat == flat[0]).all(), k   # varies per sample (or constant)
+            # varies per sample (or constant)
+            assert len({tuple(r.tolist()) for r in flat}) == 8 or (flat == flat[0]).all(), k
     xb, _ = batch(1)
     out = op(to_float(xb).expand(8, -1, -1, -1), torch.Generator().manual_seed(1))
     assert len({tuple(o.flatten().tolist()) for o in out}) == 8                                 # same image, 8 results
@@ -94,9 +99,11 @@ def test_corners_filled_from_image():
 
 def test_affine_matches_torchvision():
     xb, _ = batch(1, 40, 30); img = to_float(xb)
-    for angle, tr, sc, sh in [(17.0, (3.0, -2.0), 0.9, (5.0, 0.0)), (-40.0, (0.0, 4.0), 1.2, (0.0, 7.0)), (90.0, (0.0, 0.0), 1.0, (0.0, 0.0))]:
+    for angle, tr, sc, sh in [(17.0, (3.0, -2.0), 0.9, (5.0, 0.0)), (-40.0, (0.0, 4.0), 1.2, (0.0, 7.0)),
+                              (90.0, (0.0, 0.0), 1.0, (0.0, 0.0))]:
         ours = warp(img, affine_theta(angle, tr, sc, sh, (40, 30)), 'zeros')
-        tv = TF.affine(img, angle=angle, translate=list(tr), scale=sc, shear=list(sh), interpolation=v2.InterpolationMode.BILINEAR)
+        tv = TF.affine(img, angle=angle, translate=list(tr), scale=sc, shear=list(sh),
+                       interpolation=v2.InterpolationMode.BILINEAR)
         torch.testing.assert_close(ours, tv, atol=1e-4, rtol=0)
 
 
@@ -136,4 +143,5 @@ def test_cpu_and_cuda_agree():
     xg, yg = full_augment(seed=0)(xb.cuda(), yb.cuda())
     torch.testing.assert_close(xg.cpu(), xc, atol=1e-3, rtol=0)
     torch.testing.assert_close(yg.cpu(), yc, atol=1e-6, rtol=0)
-    torch.testing.assert_close(hash_normal(torch.arange(3), 999, 'cuda').cpu(), hash_normal(torch.arange(3), 999), atol=1e-5, rtol=0)
+    torch.testing.assert_close(hash_normal(torch.arange(3), 999, 'cuda').cpu(), hash_normal(torch.arange(3), 999),
+                               atol=1e-5, rtol=0)

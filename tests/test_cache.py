@@ -46,7 +46,8 @@ def test_multiprocess_build_equals_single(synth, tmp_path):
 
 def test_crop_fit(synth, tmp_path):
     c = build_cache(synth[:2], tmp_path, size=(40, 40), fit='crop', workers=0, progress=False)
-    with Image.open(synth[0]) as im: ref = np.asarray(ImageOps.fit(im.convert('RGB'), (40, 40), Image.BILINEAR)).transpose(2, 0, 1)
+    with Image.open(synth[0]) as im:
+        ref = np.asarray(ImageOps.fit(im.convert('RGB'), (40, 40), Image.BILINEAR)).transpose(2, 0, 1)
     np.testing.assert_array_equal(c.get(synth[:1])[0], ref)
 
 
@@ -120,7 +121,8 @@ def corrupt(synth, tmp_path):
 
 
 def test_corrupt_files_all_named(synth, corrupt, tmp_path):
-    with pytest.raises(CorruptImageError) as e: build_cache(synth + corrupt, tmp_path / 'c', (32, 24), workers=2, progress=False)
+    with pytest.raises(CorruptImageError) as e:
+        build_cache(synth + corrupt, tmp_path / 'c', (32, 24), workers=2, progress=False)
     assert set(e.value.failed) == set(corrupt)
     msg = str(e.value)
     for p in corrupt: assert Path(p).name in msg
@@ -139,7 +141,8 @@ def test_corrupt_files_skipped_and_counted(synth, corrupt, tmp_path):
 
 
 def test_bad_option():
-    with pytest.raises(ValueError, match='on_error'): ImageCache('/tmp/x-never-made', (8, 8)).update([], on_error='ignore')
+    with pytest.raises(ValueError, match='on_error'):
+        ImageCache('/tmp/x-never-made', (8, 8)).update([], on_error='ignore')
 
 
 # --- staying in step ------------------------------------------------------------------------------------
@@ -147,7 +150,8 @@ def test_bad_option():
 def test_rebuild_on_change_and_new_size(synth, tmp_path):
     imgs = []
     for i, p in enumerate(synth[:6]):
-        q = tmp_path / 'img' / f'{i}.png'; q.parent.mkdir(exist_ok=True); Image.open(p).convert('RGB').save(q); imgs.append(q)
+        q = tmp_path / 'img' / f'{i}.png'; q.parent.mkdir(exist_ok=True)
+        Image.open(p).convert('RGB').save(q); imgs.append(q)
     c = build_cache(imgs, tmp_path / 'c', (32, 24), workers=0, progress=False)
     rows = c.rows(imgs)
     again = build_cache(imgs, tmp_path / 'c', (32, 24), workers=0, progress=False)

@@ -50,7 +50,8 @@ def test_help_of_every_command_shows_each_default(command, capsys, monkeypatch):
     assert len(opts) >= 2
     missing = [o.split()[0] for o in opts if '(default' not in o and '(required)' not in o]
     assert not missing, f'maskcls {command} --help shows no default for {missing}'
-    assert not [o for o in opts if '(default: None)' in o], 'a default of None tells the reader nothing: say what it means'
+    none = [o for o in opts if '(default: None)' in o]
+    assert not none, f'a default of None tells the reader nothing: say what it means ({none})'
 
 
 def test_hpo_help_shows_its_own_defaults(capsys):
@@ -120,13 +121,17 @@ def test_reduced_demo_predict_ensemble_compare(data):
     assert len(sub) == 21 and sub.between(0, 17).all()
     assert list(pd.read_csv(data / 'demo' / 'submission.csv').columns) == ['ImageID', 'ans']
     # predict from the CV folder (fold ensemble) and from one fold, then ensemble and compare them
-    run('predict', '--run', data / 'demo' / 'cv', '--data', data / 'data' / 'eval', '--out', data / 'p_cv.csv', cwd=data)
-    run('predict', '--run', data / 'demo' / 'cv' / 'fold0', '--data', data / 'data', '--tta', 'none', '--out', data / 'p_f0.csv', cwd=data)
+    run('predict', '--run', data / 'demo' / 'cv', '--data', data / 'data' / 'eval', '--out',
+        data / 'p_cv.csv', cwd=data)
+    run('predict', '--run', data / 'demo' / 'cv' / 'fold0', '--data', data / 'data', '--tta', 'none', '--out',
+        data / 'p_f0.csv', cwd=data)
     assert len(read_predictions(data / 'p_cv.csv', info)) == 21
-    r = run('ensemble', data / 'p_cv.csv', data / 'p_f0.csv', '--method', 'greedy', '--oof', data / 'demo' / 'cv' / 'oof.csv',
+    r = run('ensemble', data / 'p_cv.csv', data / 'p_f0.csv', '--method', 'greedy', '--oof',
+            data / 'demo' / 'cv' / 'oof.csv',
             data / 'demo' / 'cv' / 'oof.csv', '--info', info, '--out', data / 'ens.csv', cwd=data)
     assert 'weights' in r.stdout and (data / 'ens_submission.csv').exists()
-    r = run('ensemble', data / 'p_cv.csv', data / 'p_f0_submission.csv', '--method', 'hard', '--info', info, '--out', data / 'hard.csv', cwd=data)
+    r = run('ensemble', data / 'p_cv.csv', data / 'p_f0_submission.csv', '--method', 'hard', '--info', info, '--out',
+            data / 'hard.csv', cwd=data)
     assert len(read_submission(data / 'hard.csv', info)) == 21
     r = run('compare', data / 'p_cv_submission.csv', data / 'p_f0_submission.csv', '--eval', data / 'data' / 'eval',
             '--out', data / 'cmp', cwd=data)
@@ -134,7 +139,8 @@ def test_reduced_demo_predict_ensemble_compare(data):
 
 
 def test_hpo_then_train_the_best_config(data):
-    r = run('hpo', '--data', data / 'data', '--epochs', 1, *TINY, '--trials', 2, '--search', 'random', '--out', data / 'hpo',
+    r = run('hpo', '--data', data / 'data', '--epochs', 1, *TINY, '--trials', 2, '--search', 'random', '--out',
+            data / 'hpo',
             '--cache-dir', data / 'cache', '--device', 'cpu', cwd=data)
     assert 'repeat it: maskcls train --config' in r.stdout
     assert len(pd.read_csv(data / 'hpo' / 'trials.csv')) == 2

@@ -1,4 +1,5 @@
-"Comparing two submissions: flags on a hand-made case, robust reading, clear errors, and a report whose page shows existing PNGs."
+"""Comparing two submissions: flags on a hand-made case, robust reading, clear errors, and a report whose page shows
+existing PNGs."""
 import json
 import re
 
@@ -86,12 +87,14 @@ def test_mismatched_ids_fail_clearly(subs, tmp_path, eval_dir):
     b = write(tmp_path / 'b_other.csv', IDS[:4] + ['f' * 40 + '.jpg'], [0] * 5)
     with pytest.raises(ValueError) as e: compare_submissions(a, b)
     msg = str(e.value)
-    for part in (str(a), str(b), '2 only in', IDS[4], IDS[5], '1 only in', 'f' * 40, 'info='): assert part in msg, (part, msg)
+    for part in (str(a), str(b), '2 only in', IDS[4], IDS[5], '1 only in', 'f' * 40, 'info='):
+        assert part in msg, (part, msg)
     with pytest.raises(ValueError, match='missing'): compare_submissions(a, b, info=eval_dir / 'info.csv')
     with pytest.raises(ValueError, match='only in'): compare_submissions(a, a, gt=b)
     bad = write(tmp_path / 'b_bad.csv', IDS, [0, 1, 2, 3, 4, 13.5])
     with pytest.raises(ValueError, match=r'line 7 .*13\.5'): compare_submissions(a, bad)
-    with pytest.raises(ValueError, match=r'ans 18 is outside 0\.\.17'): compare_submissions(pd.Series([0, 1, 2, 3, 4, 18], index=IDS), a)
+    with pytest.raises(ValueError, match=r'ans 18 is outside 0\.\.17'):
+        compare_submissions(pd.Series([0, 1, 2, 3, 4, 18], index=IDS), a)
 
 
 def test_report_written_and_references_existing_pngs(subs, tmp_path, eval_dir):

@@ -47,7 +47,8 @@ def test_bound_messages_say_what_is_allowed():
 
 
 def test_choices_and_cross_field_rules():
-    with pytest.raises(ConfigError, match=r"loss: 'focall' is not one of \['ce', 'focal', 'f1'\] \(did you mean 'focal'\?\)"):
+    with pytest.raises(ConfigError,
+                       match=r"loss: 'focall' is not one of \['ce', 'focal', 'f1'\] \(did you mean 'focal'\?\)"):
         Config(loss='focall')
     with pytest.raises(ConfigError, match='fold: 5 is not below folds=5'): Config(fold=5, folds=5)
     with pytest.raises(ConfigError, match='scale: expected low <= high'): Config(scale=(1.2, 0.9))
@@ -62,8 +63,10 @@ def test_bounds_are_metadata_keys_only():
 
 
 def test_config_imports_no_models_and_no_torch():
-    code = 'import sys, maskcls.config; print(sorted(m for m in sys.modules if m in ("torch", "torchvision", "maskcls.models")))'
+    code = ('import sys, maskcls.config; '
+            'print(sorted(m for m in sys.modules if m in ("torch", "torchvision", "maskcls.models")))')
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == '[]'
-    assert Config(model='resnet19').model == 'resnet19'        # a model name is checked where models are built, and by the CLI
+    # a model name is checked where models are built, and by the CLI
+    assert Config(model='resnet19').model == 'resnet19'
     assert config_from_dict(dict(model='resnet18')).model == 'resnet18'

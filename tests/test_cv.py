@@ -1,6 +1,5 @@
 """Cross validation across processes: parallel folds, DDP with gloo, resuming an interrupted CV."""
 import os, subprocess, sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,8 @@ def test_folds_group_people_and_keep_strata(tmp_path):
     assert sorted(np.bincount(folds['fold'])) in ([60] * 5,)
     bal = fold_balance(df, fi)
     gap = (bal.drop(index='all') - bal.loc['all']).abs().to_numpy().max()
-    assert gap < 0.04, bal                                                              # each fold's gender x age mix ~ the whole's
+    # each fold's gender x age mix ~ the whole's
+    assert gap < 0.04, bal
 
 
 def test_parallel_folds_equal_sequential(data):
@@ -46,7 +46,8 @@ def test_parallel_folds_equal_sequential(data):
     seq = run_cv(cfg_for(d), df, d / 'seq', progress=False)
     par = run_cv(cfg_for(d), df, d / 'par', devices=['cpu', 'cpu'], progress=False)
     a, b = read_oof(d / 'seq').sort_values('path'), read_oof(d / 'par').sort_values('path')
-    assert len(a) == len(df) and a['path'].is_unique and sorted(a['path']) == sorted(df['path'])   # every image exactly once
+    # every image exactly once
+    assert len(a) == len(df) and a['path'].is_unique and sorted(a['path']) == sorted(df['path'])
     assert (a['path'].to_numpy() == b['path'].to_numpy()).all()
     np.testing.assert_allclose(a[PROB_COLS].to_numpy(), b[PROB_COLS].to_numpy(), atol=1e-5)
     assert seq['f1'] == pytest.approx(par['f1'])
@@ -75,15 +76,18 @@ def test_interrupted_cv_resumes_to_the_same_result(data, monkeypatch):
 
 def test_resume_refuses_other_options(data):
     d, df = data
-    with pytest.raises(ValueError, match='epochs'): run_cv(cfg_for(d, epochs=3), df, d / 'full', resume=True, progress=False)
+    with pytest.raises(ValueError, match='epochs'):
+        run_cv(cfg_for(d, epochs=3), df, d / 'full', resume=True, progress=False)
 
 
 def test_ddp_two_cpu_processes_count_every_validation_image_once(data):
     d, df = data
     exe = Path(sys.executable).with_name('maskcls')
     # 15 people, fold 0 of 3 holds 5 people = 35 validation images: an odd count that DistributedSampler would pad to 36
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', str(exe), 'train', '--data', str(d / 'data'),
-           '--fold', '0', '--folds', '3', '--epochs', '2', '--img-size', '32', '24', '--batch-size', '8', '--out', str(d / 'ddp'),
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', str(exe), 'train', '--data',
+           str(d / 'data'),
+           '--fold', '0', '--folds', '3', '--epochs', '2', '--img-size', '32', '24', '--batch-size', '8',
+           '--out', str(d / 'ddp'),
            '--cache-dir', str(d / 'cache'), '--device', 'cpu', '--no-tensorboard']
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stdout + r.stderr
@@ -91,4 +95,5 @@ def test_ddp_two_cpu_processes_count_every_validation_image_once(data):
     m = pd.read_csv(d / 'ddp' / 'metrics.csv')
     n_valid = int((image_fold(df, person_folds(df, 3, 0)) == 0).sum())
     assert n_valid % 2 == 1 and m['valid_images'].tolist() == [n_valid, n_valid]
-    assert (d / 'ddp' / 'best.pt').exists() and not (d / 'ddp2').exists()            # one run folder, written by process 0
+    # one run folder, written by process 0
+    assert (d / 'ddp' / 'best.pt').exists() and not (d / 'ddp2').exists()

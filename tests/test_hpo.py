@@ -1,4 +1,5 @@
-"Hyperparameter search: spaces map to the right suggestions, bad keys fail by name, pruning prunes, studies resume, best_config repeats the best trial."
+"""Hyperparameter search: spaces map to the right suggestions, bad keys fail by name, pruning prunes, studies resume,
+best_config repeats the best trial."""
 import warnings
 from dataclasses import replace
 
@@ -16,7 +17,8 @@ from optuna.trial import FixedTrial, TrialState
 import maskcls.hpo as hpo
 from maskcls.config import Config, ConfigError, load_config
 from maskcls.cv import split_for
-from maskcls.hpo import (SEARCH_SAMPLERS, SPACE, best_config, bootstrap_f1, check_space, grid_space, make_pruner, make_sampler,
+from maskcls.hpo import (SEARCH_SAMPLERS, SPACE, best_config, bootstrap_f1, check_space, grid_space, make_pruner,
+                         make_sampler,
                          open_study, save_search_figures, search_figures, suggest, trials_table, tune)
 from maskcls.layout import read_train
 from maskcls.models import create_model
@@ -43,12 +45,14 @@ def data(tmp_path_factory):
 def test_suggest_maps_each_kind():
     space = dict(lr=('log', 1e-4, 1e-2), label_smoothing=('float', 0.0, 0.2, 0.05), epochs=('int', 2, 10, 2),
                  loss=('cat', ['ce', 'focal']), img_size=('cat', [(128, 96), (256, 192)]), old_age=('cat', [58, 60]))
-    p = suggest(FixedTrial(dict(lr=3e-3, label_smoothing=0.15, epochs=6, loss='focal', img_size='[128, 96]', old_age=60)), space)
+    p = suggest(FixedTrial(dict(lr=3e-3, label_smoothing=0.15, epochs=6, loss='focal', img_size='[128, 96]',
+                                old_age=60)), space)
     assert p == dict(lr=3e-3, label_smoothing=0.15, epochs=6, loss='focal', img_size=(128, 96), old_age=60)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     t = study.ask(); p = suggest(t, space)
     d = t.distributions
-    assert isinstance(d['lr'], optuna.distributions.FloatDistribution) and d['lr'].log and (d['lr'].low, d['lr'].high) == (1e-4, 1e-2)
+    assert isinstance(d['lr'], optuna.distributions.FloatDistribution) and d['lr'].log
+    assert (d['lr'].low, d['lr'].high) == (1e-4, 1e-2)
     assert not d['label_smoothing'].log and d['label_smoothing'].step == 0.05
     assert isinstance(d['epochs'], optuna.distributions.IntDistribution) and d['epochs'].step == 2
     assert d['img_size'].choices == ('[128, 96]', '[256, 192]') and p['img_size'] in ((128, 96), (256, 192))
@@ -81,7 +85,9 @@ def test_check_space_rejects_bad_spaces(space, msg):
 
 
 def test_check_space_normalises_lists():
-    assert check_space(dict(lr=['log', 1e-4, 1e-2], loss=['cat', ('ce', 'focal')])) == dict(lr=('log', 1e-4, 1e-2), loss=('cat', ['ce', 'focal']))
+    assert check_space(dict(lr=['log', 1e-4, 1e-2], loss=['cat', ('ce', 'focal')])) == dict(lr=('log', 1e-4, 1e-2),
+                                                                                            loss=('cat',
+                                                                                                  ['ce', 'focal']))
     assert set(check_space(SPACE)) == set(SPACE)
 
 
@@ -97,7 +103,8 @@ def test_check_space_checks_model_names():
 def test_search_samplers_are_not_the_class_balance_samplers():
     assert SEARCH_SAMPLERS == ('tpe', 'random', 'grid') and not hasattr(hpo, 'SAMPLERS')
     assert 'weighted' in SAMPLERS                                  # loader.SAMPLERS: against class imbalance
-    for k in SEARCH_SAMPLERS: assert isinstance(make_sampler(k, dict(lr=('log', 1e-4, 1e-2))), optuna.samplers.BaseSampler)
+    for k in SEARCH_SAMPLERS:
+        assert isinstance(make_sampler(k, dict(lr=('log', 1e-4, 1e-2))), optuna.samplers.BaseSampler)
     with pytest.raises(ValueError, match="'bayes'.*tpe"): make_sampler('bayes')
 
 def test_grid_sampler_visits_every_point_once():
@@ -139,7 +146,8 @@ def test_trainer_on_epoch_hook_prunes_a_real_training():
         def on_epoch(row):
             t.report(row['score'], row['epoch'])
             if t.should_prune(): raise optuna.TrialPruned()
-        tr = Trainer(create_model('tiny'), nn.CrossEntropyLoss(), cfg, ToyBatches(xt, yt, 32, True), ToyBatches(xv, yv, 64),
+        tr = Trainer(create_model('tiny'), nn.CrossEntropyLoss(), cfg, ToyBatches(xt, yt, 32, True),
+                     ToyBatches(xv, yv, 64),
                      progress=False, on_epoch=on_epoch)
         seen[t.number] = tr
         tr.fit()
@@ -168,7 +176,8 @@ def test_tune_prunes_through_on_epoch(data, tmp_path, monkeypatch):
     number = lambda cfg: int(cfg.out.rsplit('trial', 1)[1])      # tune trains trial k into out/trial<k>
     run, calls = fake_train_run(lambda cfg, e: {0: 0.9, 1: 0.95}.get(number(cfg), 0.1) * e / 4)
     monkeypatch.setattr(hpo, 'train_run', run)
-    s = tune(replace(base, epochs=4), df, dict(lr=('log', 1e-3, 1e-2)), n_trials=5, out=tmp_path / 'h', sampler='random',
+    s = tune(replace(base, epochs=4), df, dict(lr=('log', 1e-3, 1e-2)), n_trials=5, out=tmp_path / 'h',
+             sampler='random',
              pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
     assert [t.state for t in s.trials] == [TrialState.COMPLETE] * 2 + [TrialState.PRUNED] * 3
     assert trials_table(s)['steps'].tolist() == [4, 4, 1, 1, 1]
@@ -199,7 +208,8 @@ def test_study_resumes_from_its_sqlite_file(tmp_path):
     assert [(t.number, t.value) for t in s.trials] == first              # read back from study.db
     s.optimize(f, n_trials=4)
     assert [t.number for t in s.trials] == list(range(8))
-    assert len(optuna.load_study(study_name=hpo.STUDY_NAME, storage=f"sqlite:///{tmp_path / 's' / 'study.db'}").trials) == 8
+    assert len(optuna.load_study(study_name=hpo.STUDY_NAME,
+                                 storage=f"sqlite:///{tmp_path / 's' / 'study.db'}").trials) == 8
     with pytest.raises(FileExistsError, match='resume'): open_study(tmp_path / 's')
     with pytest.raises(FileNotFoundError, match='study.db'): open_study(tmp_path / 'none', resume=True)
 
@@ -209,7 +219,8 @@ def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
     space = dict(lr=('log', 1e-3, 3e-2), label_smoothing=('float', 0.0, 0.2), old_age=('cat', [58, 59, 60]))
     s = tune(base, df, space, n_trials=1, out=tmp_path / 'h', sampler='random', seed=0)
     assert s.user_attrs['out'] == str(tmp_path / 'h')
-    assert sorted(p.name for p in (tmp_path / 'h' / 'trial0').iterdir()) == ['best.pt', 'config.yaml', 'metrics.csv', 'task.json']
+    assert sorted(p.name for p in (tmp_path / 'h' / 'trial0').iterdir()) == ['best.pt', 'config.yaml', 'metrics.csv',
+                                                                             'task.json']
     s = tune(base, df, space, n_trials=1, out=tmp_path / 'h', sampler='random', seed=0, resume=True)
     assert len(s.trials) == 2 and s.trials[0].params != s.trials[1].params      # the resumed sampler is reseeded
     assert len(pd.read_csv(tmp_path / 'h' / 'trials.csv')) == 2
@@ -223,7 +234,8 @@ def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
         tune(replace(base, img_size=(40, 32)), df, space, 1, tmp_path / 'h', resume=True)
     with pytest.raises(ValueError, match="objective"):
         tune(base, df, space, 1, tmp_path / 'h', objective='kfold')
-    s2 = tune(replace(base, device='auto', workers=1), df, space, n_trials=0, out=tmp_path / 'h', resume=True)   # where it runs may change
+    # where it runs may change
+    s2 = tune(replace(base, device='auto', workers=1), df, space, n_trials=0, out=tmp_path / 'h', resume=True)
     assert len(s2.trials) == 2
 
 
@@ -238,7 +250,8 @@ def toy_curve_study(n_trials):
             t.report(q + e, e)
             if t.should_prune(): raise optuna.TrialPruned()
         return q + 3
-    s = optuna.create_study(direction='maximize', sampler=optuna.samplers.RandomSampler(seed=0), pruner=make_pruner(True))
+    s = optuna.create_study(direction='maximize', sampler=optuna.samplers.RandomSampler(seed=0),
+                            pruner=make_pruner(True))
     s.optimize(objective, n_trials=n_trials)
     return s
 

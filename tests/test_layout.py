@@ -33,7 +33,8 @@ def one_problem(root, **kw):
 def test_valid_tree_reads(train):
     df = read_train(train, check_pixels=True, progress=False)
     assert len(df) == 21 and df['person'].nunique() == 3
-    assert pd.api.types.is_string_dtype(df['id']) and df['id'].iloc[0] == '000001'   # ids stay strings, leading zeros kept
+    # ids stay strings, leading zeros kept
+    assert pd.api.types.is_string_dtype(df['id']) and df['id'].iloc[0] == '000001'
     assert set(df.columns) >= {'path', 'person', 'id', 'gender', 'race', 'age', 'mask', 'label'}
 
 
@@ -62,7 +63,8 @@ def test_unknown_stem_and_extension(train):
     (person(train) / 'mask6.jpg').write_bytes(b'x')
     (person(train) / 'mask1.gif').write_bytes(b'x')
     ps, msg = problems(train)
-    assert sorted(Path(p.path).name for p in ps) == ['mask1.gif', 'mask6.jpg'] and all('unknown file' in p.what for p in ps)
+    assert sorted(Path(p.path).name for p in ps) == ['mask1.gif',
+                                                     'mask6.jpg'] and all('unknown file' in p.what for p in ps)
 
 
 def test_extension_case_is_ignored(train):
@@ -89,8 +91,10 @@ def test_unknown_file_in_images(train):
     assert p.path.endswith('notes.txt') and 'person folders' in p.what
 
 
-@pytest.mark.parametrize('name,expect', [('000009_female_Asian', 'does not parse'), ('000009_female_Asian_45.5', 'does not parse'),
-                                         ('000009_other_Asian_45', "'other'"), ('000009_female_Asian_99', 'outside 18..60'),
+@pytest.mark.parametrize('name,expect',
+                         [('000009_female_Asian', 'does not parse'), ('000009_female_Asian_45.5', 'does not parse'),
+                                         ('000009_other_Asian_45', "'other'"), ('000009_female_Asian_99',
+                                                                                'outside 18..60'),
                                          ('000009_female_Asian_3', 'outside 18..60')])
 def test_bad_folder_names(train, name, expect):
     shutil.copytree(person(train), train / 'images' / name)
@@ -120,7 +124,8 @@ def test_csv_float_age_is_reported(train):
 
 
 def test_csv_wrong_columns(train):
-    pd.read_csv(train / 'train.csv', dtype=str).rename(columns={'path': 'folder'}).to_csv(train / 'train.csv', index=False)
+    pd.read_csv(train / 'train.csv', dtype=str).rename(columns={'path': 'folder'}).to_csv(train / 'train.csv',
+                                                                                          index=False)
     p, _ = one_problem(train)
     assert p.path.endswith('train.csv') and "missing column(s) ['path']" in p.what
 
@@ -163,7 +168,8 @@ def test_all_problems_reported_at_once(train):
 
 
 def test_label_fixes_only_when_asked(tmp_path):
-    root = write_tiny_train(tmp_path, people=(('006359', 'female', 25), ('000020', 'male', 40), ('000005', 'female', 33)))
+    root = write_tiny_train(tmp_path,
+                            people=(('006359', 'female', 25), ('000020', 'male', 40), ('000005', 'female', 33)))
     plain = read_train(root, progress=False)
     assert plain.attrs['report']['label_fixes'] == 0
     fixed = read_train(root, fix_labels=True, progress=False)
@@ -181,7 +187,8 @@ def write_eval(root, ids, listed=None, ext='.jpg'):
     ev = root / 'eval'
     (ev / 'images').mkdir(parents=True)
     for i in ids: Image.new('RGB', (8, 8)).save(ev / 'images' / f'{i}{ext}')
-    pd.DataFrame(dict(ImageID=listed if listed is not None else [f'{i}{ext}' for i in ids], ans=0)).to_csv(ev / 'info.csv', index=False)
+    pd.DataFrame(dict(ImageID=listed if listed is not None else [f'{i}{ext}' for i in ids],
+                      ans=0)).to_csv(ev / 'info.csv', index=False)
     return ev
 
 
@@ -197,7 +204,8 @@ def test_eval_ids_without_extension_match_by_stem(tmp_path):
     assert len(read_eval(tmp_path)) == 3
 
 
-@pytest.mark.parametrize('case,expect', [('missing', 'has no file'), ('duplicate', 'more than once'), ('extra', 'not listed')])
+@pytest.mark.parametrize('case,expect',
+                         [('missing', 'has no file'), ('duplicate', 'more than once'), ('extra', 'not listed')])
 def test_eval_bad_ids(tmp_path, case, expect):
     ids = [f'{i:040x}' for i in range(3)]
     listed = [f'{i}.jpg' for i in ids]

@@ -10,7 +10,9 @@ from maskcls.augment import light_augment, full_augment
 from maskcls.cache import build_cache
 from maskcls.loader import Loader, oversample, shuffled, undersample, weighted
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: runs on a GPU machine with `make test` or `pytest tests/test_augment.py tests/test_loader.py`')
+cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason='needs CUDA: runs on a GPU machine with `make test` or '
+                                 '`pytest tests/test_augment.py tests/test_loader.py`')
 
 
 @pytest.fixture(scope='module')
@@ -95,7 +97,8 @@ def test_training_batches_and_epoch_length(data):
     assert sizes == [10] * (len(df) // 10)                                       # last partial batch dropped
     dl = Loader(df, cache, bs=10, train=True, device='cpu', drop_last=False)
     assert sum(len(b[1]) for b in dl) == len(df)
-    dl = Loader(df, cache, bs=8, train=True, device='cpu', epoch_len=130, sampler=partial(undersample, cap=2), with_idx=True)
+    dl = Loader(df, cache, bs=8, train=True, device='cpu', epoch_len=130, sampler=partial(undersample, cap=2),
+                with_idx=True)
     assert len(dl.order()) == 130 and len(dl) == 16
 
 
@@ -134,7 +137,8 @@ def test_threads_restored_even_after_break(data):
 def test_errors_in_workers_reach_the_caller(data):
     df, cache = data
     def broken(xb, yb, g): raise RuntimeError('tfm failed on purpose')
-    with pytest.raises(RuntimeError, match='on purpose'): list(Loader(df, cache, bs=4, train=True, tfm=broken, device='cpu'))
+    with pytest.raises(RuntimeError, match='on purpose'):
+        list(Loader(df, cache, bs=4, train=True, tfm=broken, device='cpu'))
 
 
 def test_uncached_paths_are_named(data, tmp_path):
@@ -145,7 +149,8 @@ def test_uncached_paths_are_named(data, tmp_path):
 
 def test_sampler_needs_labels(data):
     df, cache = data
-    with pytest.raises(ValueError, match='needs labels'): Loader(df.drop(columns='label'), cache, train=True, sampler=undersample)
+    with pytest.raises(ValueError, match='needs labels'):
+        Loader(df.drop(columns='label'), cache, train=True, sampler=undersample)
 
 
 def test_preload_gives_the_same_batches(data):
@@ -163,4 +168,5 @@ def test_cuda_loader_matches_cpu(data):
         g = list(Loader(df, cache, bs=8, train=True, tfm=full_augment(), device='cuda', seed=2, preload=preload))
         for (xc, yc), (xg, yg) in zip(c, g):
             assert xg.is_cuda and yg.is_cuda
-            torch.testing.assert_close(xg.cpu(), xc, atol=1e-3, rtol=0); torch.testing.assert_close(yg.cpu(), yc, atol=1e-6, rtol=0)
+            torch.testing.assert_close(xg.cpu(), xc, atol=1e-3, rtol=0); torch.testing.assert_close(yg.cpu(), yc,
+                                                                                                    atol=1e-6, rtol=0)

@@ -117,7 +117,8 @@ def test_missing_and_extra_together(tmp_path, info):
 
 
 def test_duplicated_ids(tmp_path, info):
-    fails(write(tmp_path, rows((i, 1) for i in IDS + [IDS[2]])), info, 'appear more than once', f'{IDS[2]} (lines 4, 9)')
+    fails(write(tmp_path, rows((i, 1) for i in IDS + [IDS[2]])), info, 'appear more than once',
+          f'{IDS[2]} (lines 4, 9)')
 
 
 def test_duplicated_ids_without_info(tmp_path):
@@ -141,7 +142,8 @@ def test_bad_header(tmp_path, info, header):
 
 
 def test_missing_header(tmp_path, info):
-    with pytest.raises(ValueError, match='header'): read_submission(write(tmp_path, rows((i, 1) for i in IDS), header=None), info)
+    with pytest.raises(ValueError, match='header'):
+        read_submission(write(tmp_path, rows((i, 1) for i in IDS), header=None), info)
 
 
 def test_too_many_fields_names_the_file(tmp_path, info):
@@ -150,7 +152,8 @@ def test_too_many_fields_names_the_file(tmp_path, info):
 
 
 def test_empty_and_absent_files(tmp_path, info):
-    with pytest.raises(ValueError, match='empty.csv'): read_submission(write(tmp_path, '', header=None, name='empty.csv'), info)
+    with pytest.raises(ValueError, match='empty.csv'):
+        read_submission(write(tmp_path, '', header=None, name='empty.csv'), info)
     with pytest.raises(FileNotFoundError, match='nothere.csv'): read_submission(tmp_path / 'nothere.csv', info)
 
 
@@ -160,8 +163,10 @@ def test_info_with_duplicate_ids_fails(tmp_path):
 
 
 def test_write_submission_rejects_bad_labels(tmp_path, info):
-    with pytest.raises(ValueError, match='integers 0..17'): write_submission(tmp_path / 'o.csv', info, IDS, np.arange(7) + 12)
-    with pytest.raises(ValueError, match='integers 0..17'): write_submission(tmp_path / 'o.csv', info, IDS, np.arange(7) * 1.)
+    with pytest.raises(ValueError, match='integers 0..17'):
+        write_submission(tmp_path / 'o.csv', info, IDS, np.arange(7) + 12)
+    with pytest.raises(ValueError, match='integers 0..17'):
+        write_submission(tmp_path / 'o.csv', info, IDS, np.arange(7) * 1.)
     with pytest.raises(ValueError, match='missing'): write_submission(tmp_path / 'o.csv', info, IDS[:6], np.arange(6))
     assert not (tmp_path / 'o.csv').exists()
 
@@ -188,14 +193,16 @@ def test_prediction_file_bad_cases(tmp_path, info, probs):
     df = pd.read_csv(p, dtype=str)
     df.loc[2, 'p5'] = ''
     df.to_csv(tmp_path / 'hole.csv', index=False)
-    with pytest.raises(ValueError, match=f'line 4 \\(ImageID {IDS[2]}\\): a probability is missing'): read_predictions(tmp_path / 'hole.csv')
+    with pytest.raises(ValueError, match=f'line 4 \\(ImageID {IDS[2]}\\): a probability is missing'):
+        read_predictions(tmp_path / 'hole.csv')
     df = pd.read_csv(p, dtype=str); df.loc[1, 'p0'] = '0.9'
     df.to_csv(tmp_path / 'sum.csv', index=False)
     with pytest.raises(ValueError, match=f'first ImageID {IDS[1]}'): read_predictions(tmp_path / 'sum.csv')
     pd.read_csv(p, dtype=str).drop(columns='p17').to_csv(tmp_path / 'cols.csv', index=False)
     with pytest.raises(ValueError, match='expected columns'): read_predictions(tmp_path / 'cols.csv')
     with pytest.raises(ValueError, match='missing'): read_predictions(p, IDS + ['new'])
-    with pytest.raises(ValueError, match='rows are not probabilities'): write_predictions(tmp_path / 'n.csv', IDS, -probs)
+    with pytest.raises(ValueError, match='rows are not probabilities'):
+        write_predictions(tmp_path / 'n.csv', IDS, -probs)
     with pytest.raises(ValueError, match='ids but'): write_predictions(tmp_path / 'n.csv', IDS[:3], probs)
 
 

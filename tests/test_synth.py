@@ -15,7 +15,8 @@ PEOPLE, EVAL = 6, 2
 
 def digest(root):
     "sha1 of every file under `root`, by relative path."
-    return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(Path(root).rglob('*')) if p.is_file()}
+    files = sorted(p for p in Path(root).rglob('*') if p.is_file())
+    return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in files}
 
 
 @pytest.fixture(scope='module')
@@ -71,7 +72,8 @@ def test_eval_layout(data):
     assert gt.ans.between(0, N_CLASSES - 1).all()
     mask = decode(gt.ans.values)[0]
     assert np.bincount(mask, minlength=3).tolist() == [5 * EVAL, EVAL, EVAL]   # 5 worn, 1 incorrect, 1 none per person
-    with Image.open(root / 'eval' / 'images' / info.ImageID[0]) as im: assert (im.size, im.mode, im.format) == ((384, 512), 'RGB', 'JPEG')
+    with Image.open(root / 'eval' / 'images' / info.ImageID[0]) as im:
+        assert (im.size, im.mode, im.format) == ((384, 512), 'RGB', 'JPEG')
 
 
 def test_same_bytes_any_workers_and_seed_changes_them(data, tmp_path):
@@ -84,7 +86,8 @@ def test_same_bytes_any_workers_and_seed_changes_them(data, tmp_path):
     make_dataset(other, people=PEOPLE, eval_people=EVAL, seed=8, noise=0.34, workers=1, progress=False)
     c = digest(other)
     assert c['train/train.csv'] != a['train/train.csv']
-    def images(d): return {v for k, v in d.items() if k.endswith(('.jpg', '.jpeg', '.png')) and not Path(k).name.startswith('._')}
+    def images(d): return {v for k, v in d.items() if k.endswith(('.jpg', '.jpeg', '.png'))
+                           and not Path(k).name.startswith('._')}
     assert len(images(a)) == (PEOPLE + EVAL) * 7 and not images(a) & images(c)   # no image in common
 
 
@@ -105,7 +108,8 @@ def test_noise_lists_what_was_corrupted(data):
 
 
 def test_swapped_files_hold_the_other_photo(data):
-    "The images are drawn from the truth; only the names lie: `normal.*` of a swapped person is the incorrect-mask photo."
+    """The images are drawn from the truth; only the names lie: `normal.*` of a swapped person is the incorrect-mask
+    photo."""
     root, _ = data
     noise = pd.read_csv(root / 'train' / 'noise.csv')
     person = noise.loc[noise.kind == 'mask', 'person'].iloc[0]

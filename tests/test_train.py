@@ -1,6 +1,5 @@
 """Training engine pieces a notebook can't show: Weights & Biases offline logging, wandb missing, bad loss options."""
 import builtins
-from pathlib import Path
 
 import pytest
 import torch.nn as nn
@@ -15,7 +14,8 @@ from maskcls.train import Trainer
 def toy_trainer(tmp_path, **kw):
     xt, yt = toy_data(72, 0); xv, yv = toy_data(36, 1)
     cfg = Config(epochs=2, tensorboard=False, **kw)
-    return Trainer(create_model('tiny'), nn.CrossEntropyLoss(), cfg, ToyBatches(xt, yt, 32, True), ToyBatches(xv, yv, 64),
+    return Trainer(create_model('tiny'), nn.CrossEntropyLoss(), cfg, ToyBatches(xt, yt, 32, True),
+                   ToyBatches(xv, yv, 64),
                    run_dir=new_run_dir(tmp_path / 'run'), progress=False)
 
 
@@ -33,7 +33,8 @@ def test_wandb_offline_logs_each_epoch(tmp_path, monkeypatch):
     tr = toy_trainer(tmp_path, wandb='offline', wandb_project='maskcls-test')
     tr.fit()
     assert [r['epoch'] for r in logged] == [1, 2] and all('valid_f1' in r for r in logged)
-    assert len(list((tmp_path / 'run' / 'wandb').glob('offline-run-*/run-*.wandb'))) == 1   # an offline run, ready for `wandb sync`
+    # an offline run, ready for `wandb sync`
+    assert len(list((tmp_path / 'run' / 'wandb').glob('offline-run-*/run-*.wandb'))) == 1
 
 
 def test_wandb_missing_is_a_clear_error(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"Test-time augmentation: probabilities are merged (never logits), symmetric models are unchanged by flips, batching changes nothing."
+"""Test-time augmentation: probabilities are merged (never logits), symmetric models are unchanged by flips, batching
+changes nothing."""
 import pytest
 import torch
 import torch.nn as nn
@@ -51,7 +52,8 @@ class Symmetric(nn.Module):
     def __init__(self, m): super().__init__(); self.m = m
     def forward(self, x):
         a, b = self.m(x), self.m(x.flip(-1))
-        if isinstance(a, ThreeHeadOutput): return ThreeHeadOutput(*(h := [(u + v) / 2 for u, v in zip(a[:3], b[:3])]), log_joint(*h))
+        if isinstance(a, ThreeHeadOutput):
+            return ThreeHeadOutput(*(h := [(u + v) / 2 for u, v in zip(a[:3], b[:3])]), log_joint(*h))
         return (a + b) / 2
 
 
