@@ -214,8 +214,8 @@ def _room(scene, wall, accent, look_seed):
         for _ in range(rng.integers(4, 10)):
             x1, y1, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 120)
             f = tuple(int(v) for v in np.clip(c2 + rng.normal(0, 40, 3), 0, 255)) + (int(rng.uniform(90, 255)),)
-            box = [x1 - r, y1 - r, x1 + r, y1 + r * rng.uniform(0.5, 2)]
-            (d.ellipse if rng.random() < 0.5 else d.rectangle)(box, fill=f)
+            shape = d.ellipse if rng.random() < 0.5 else d.rectangle      # drawn first: the order of draws
+            shape([x1 - r, y1 - r, x1 + r, y1 + r * rng.uniform(0.5, 2)], fill=f)
     return np.asarray(img.filter(ImageFilter.GaussianBlur(rng.uniform(2, 5))))
 
 # %% ../nbs/02_synth.ipynb #06479504
