@@ -233,11 +233,12 @@ class RunLogger:
         if self.wandb is not None: self.wandb.finish(); self.wandb = None
 
 def read_events(run_dir) -> dict:
-    "Scalars (tag -> DataFrame of step, value) and the other tags from a run's TensorBoard events."
+    "A run's TensorBoard events: scalars (tag -> step/value DataFrame), images (tag -> [(step, PNG)]), other tags."
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     ea = EventAccumulator(str(Path(run_dir) / 'tb'), size_guidance={'images': 0, 'scalars': 0, 'tensors': 0})
     ea.Reload()
     tags = ea.Tags()
-    sc = {t: pd.DataFrame([(e.step, e.value) for e in ea.Scalars(t)],
-                          columns=['step', 'value']) for t in tags['scalars']}
-    return dict(scalars=sc, images=tags['images'], tensors=tags['tensors'])
+    sc = {t: pd.DataFrame([(e.step, e.value) for e in ea.Scalars(t)], columns=['step', 'value'])
+          for t in tags['scalars']}
+    im = {t: [(e.step, e.encoded_image_string) for e in ea.Images(t)] for t in tags['images']}
+    return dict(scalars=sc, images=im, tensors=tags['tensors'])
