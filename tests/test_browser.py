@@ -241,7 +241,8 @@ def test_site_pages(browser, subset_site):
     assert chain == [(None, lessons[1]), (lessons[0], None)], f'previous/next links out of order: {chain}'
 
 
-@pytest.mark.skipif(not (ROOT / '_docs' / 'index.html').exists(), reason='`make docs` has not built _docs/')
+@pytest.mark.skipif(not (ROOT / '_docs' / 'index.html').exists(),
+                    reason='the full site: runs once `make docs` has built _docs/ (make docs && pytest tests/test_browser.py)')
 def test_full_site_pages(browser):
     seen = check_site(browser, ROOT / '_docs')
     lessons = sorted(p.stem for p in (ROOT / 'nbs').glob('[0-9]*.ipynb'))
