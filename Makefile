@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.maskcls-installed
+KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
 .PHONY: demo test docs install browser export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow
@@ -17,18 +18,23 @@ $(STAMP): settings.ini setup.py
 	$(BIN)/python -m pip install -q -e ".[dev,ray]"
 	touch $(STAMP)
 
-install: $(STAMP)
+# the venv's python3 kernel under the display name the notebooks record (see tools/clean_nbs.py)
+$(KERNEL): $(STAMP)
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name python3 > /dev/null
+	touch $(KERNEL)
+
+install: $(STAMP) $(KERNEL)
 
 demo: $(STAMP)
 	$(BIN)/maskcls demo $(DEMO_ARGS)
 
-test: $(STAMP) browser
+test: $(STAMP) $(KERNEL) browser
 	$(MAKE) --no-print-directory check-clean check-export check-readme lint nbtest pytest
 
 # the course site: JOBS notebooks run at once, TIMEOUT seconds per cell
 JOBS ?= 2
 TIMEOUT ?= 600
-docs: $(STAMP)
+docs: $(STAMP) $(KERNEL)
 	$(BIN)/python tools/build_docs.py --jobs $(JOBS) --timeout $(TIMEOUT)
 
 # the browser tests (tests/test_browser.py) drive Debian's headless Chromium
@@ -38,8 +44,9 @@ browser:
 	  else echo "make test needs Chromium: run 'sudo apt-get install chromium chromium-driver' (Debian/Ubuntu), then make test again"; exit 1; fi; \
 	fi
 
-# 1. notebooks are committed clean (nbdev_clean, then the metadata JupyterLab writes: see tools/clean_nbs.py)
+# 1. notebooks are committed clean: plain nbdev_clean, and with the metadata JupyterLab writes (tools/clean_nbs.py)
 check-clean: $(STAMP)
+	$(BIN)/python tools/check.py unchanged nbs -- $(BIN)/nbdev_clean
 	$(BIN)/python tools/check.py unchanged nbs -- $(BIN)/python tools/clean_nbs.py
 # 2. maskcls/ is exactly what the notebooks export
 check-export: $(STAMP)
