@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
+from .layout import atomic_write
 from .cache import ImageCache, build_cache
 from .loader import Loader
 from .config import Config
@@ -200,7 +201,8 @@ def save_results(name: str,                  # file name in `folder`, without ex
     Path(folder).mkdir(parents=True, exist_ok=True)
     for f in _files(name, tmp):
         dest = Path(folder) / f.name
-        if f.exists(): shutil.copy(f, dest)
+        if f.exists():
+            with atomic_write(dest) as t: shutil.copy(f, t)     # a committed file is never half-written
         elif dest.exists(): dest.unlink()                   # a figure the experiment no longer draws
     print(f'{name}: wrote {committed}')
     return new
