@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_eda.ipynb #5b8de059
 from __future__ import annotations
-import html
+import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +14,8 @@ from PIL import Image
 
 from .labels import (AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES, N_CLASSES, OLD_AGE, YOUNG_AGE,
                             age_group, class_name, decode)
+from .layout import atomic_write
+from .pages import figure, para, section, table, write_page
 
 # %% auto #0
 __all__ = ['class_counts', 'attribute_counts', 'plot_class_counts', 'plot_attribute_counts', 'old_counts', 'plot_age_hist',
@@ -26,14 +28,14 @@ def class_counts(df: pd.DataFrame) -> pd.Series:
     return pd.Series(n, index=pd.Index(CLASS_NAMES, name='class'), name='images')
 
 def attribute_counts(df: pd.DataFrame, old_age: int = OLD_AGE) -> pd.DataFrame:
-    "Images and people for each value of mask, gender and age group, with shares."
+    "Images and people (with at least one such photo) for each value of mask, gender and age group, with shares."
     ag = age_group(df['age'], old_age)
     parts = []
     for attr, codes, names in (('mask', df['mask'], MASK_NAMES), ('gender', df['gender'], GENDER_NAMES),
                                ('age', ag, AGE_NAMES)):
         imgs = np.bincount(codes, minlength=len(names))
-        people = np.bincount(pd.Series(codes.to_numpy()).groupby(df['person'].to_numpy()).first(),
-                             minlength=len(names)) if attr != 'mask' else [np.nan] * len(names)
+        people = pd.Series(df['person'].to_numpy()).groupby(np.asarray(codes)).nunique()
+        people = people.reindex(range(len(names)), fill_value=0).to_numpy()
         parts.append(pd.DataFrame(dict(attribute=attr, value=names, images=imgs, image_share=imgs / imgs.sum(),
                                        people=people)))
     return pd.concat(parts, ignore_index=True)
@@ -44,9 +46,11 @@ _MASK_COLORS = ('#4C72B0', '#DD8452', '#55A868')
 def plot_class_counts(df: pd.DataFrame, ax=None):
     "Bar chart of images per class, coloured by mask state."
     cc = class_counts(df)
-    if ax is None: _, ax = plt.subplots(figsize=(11, 4))
+    if ax is None: _, ax = plt.subplots(figsize=(11, 4.8))
     ax.bar(range(N_CLASSES), cc.values, color=[_MASK_COLORS[decode(c)[0]] for c in range(N_CLASSES)])
-    ax.set_xticks(range(N_CLASSES), [n.replace('/', '\n') for n in CLASS_NAMES], fontsize=7)
+    ax.set_xticks(range(N_CLASSES), CLASS_NAMES, fontsize=9, rotation=40, ha='right', rotation_mode='anchor')
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in _MASK_COLORS], labels=list(MASK_NAMES),
+              title='mask', fontsize=9)
     nz = cc[cc > 0]
     ratio = nz.max() / nz.min() if len(nz) else float('nan')
     ax.set_title(f'Images per class: {len(df)} images, largest/smallest = {ratio:.0f}x'
@@ -85,7 +89,8 @@ def plot_age_hist(df: pd.DataFrame, lines=(YOUNG_AGE, 58, OLD_AGE), ax=None):
     return ax.figure
 
 # %% ../nbs/03_eda.ipynb #4b132ba3
-def image_grid(paths, titles=None, ncols: int = 6, size: float = 1.9, max_side: int = 256):
+def image_grid(paths, titles=None, ncols: int = 6, size: float = 1.9, max_side: int = 256,
+               title_size: float = 9):   # title font size in points: 9 reads well at the page's width
     "A figure showing the images at `paths` in a grid, each with an optional title."
     paths = list(paths)
     nrows = max(1, -(-len(paths) // ncols))
@@ -97,7 +102,7 @@ def image_grid(paths, titles=None, ncols: int = 6, size: float = 1.9, max_side: 
             im.draft('RGB', (max_side, max_side))   # JPEGs decode at reduced size: fast grids of big photos
             im = im.convert('RGB'); im.thumbnail((max_side, max_side))
             ax.imshow(np.asarray(im))
-        if titles is not None: ax.set_title(titles[i], fontsize=7)
+        if titles is not None: ax.set_title(titles[i], fontsize=title_size)
     fig.tight_layout()
     return fig
 
@@ -126,26 +131,58 @@ def summarize_stats(st: pd.DataFrame) -> pd.DataFrame:
     return sizes, exts
 
 # %% ../nbs/03_eda.ipynb #af0bb0c9
-def write_eda(df: pd.DataFrame, out, old_age: int = OLD_AGE) -> dict:
+def _data_name(df: pd.DataFrame) -> str:
+    "The data set's folder: the parent of `train/` above the images, else the folder all images share."
+    common = Path(os.path.commonpath([str(p) for p in df['path']])) if len(df) else Path('.')
+    return str(next((p.parent for p in (common, *common.parents) if p.name == 'train'), common))
+
+def _old_note(df: pd.DataFrame, old_age: int) -> str:
+    "What the old-age counts mean, in numbers of this data set."
+    ages = df.groupby('person')['age'].first()
+    n_old, n58 = int((ages >= OLD_AGE).sum()), int((ages >= 58).sum())
+    return (f'The official old group starts at {OLD_AGE}: {n_old} of {len(ages)} people '
+            f'({int((ages == OLD_AGE).sum())} of them exactly {OLD_AGE}, the oldest {int(ages.max())}). '
+            f'{int(ages.between(58, OLD_AGE - 1).sum())} people are 58 or 59: nobody can tell 59 from {OLD_AGE} by '
+            f'the face, so the old class is small and its border ambiguous. The well-known trick trains with the '
+            f'threshold at 58 (--old-age 58): {n58} people count as old in training, {n58 - n_old} more, so the '
+            f'model says "old" more readily near the border. The answers it is scored against keep {OLD_AGE}.'
+            + (f' This page counts age groups with the threshold at {old_age}.' if old_age != OLD_AGE else ''))
+
+def write_eda(df: pd.DataFrame, out, old_age: int = OLD_AGE,
+              name: str | None = None,   # the data set's name on the page (default: its folder)
+             ) -> dict:
     "Write the EDA figures (PNG), tables (CSV) and an index.html under `out`; return the paths written."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    name = name or _data_name(df)
     figs = dict(class_counts=plot_class_counts(df), attributes=plot_attribute_counts(df, old_age),
                 age_hist=plot_age_hist(df), class_grid=class_grid(df))
     written = {}
-    for name, fig in figs.items():
-        written[name] = out / f'{name}.png'
-        fig.savefig(written[name], dpi=90, bbox_inches='tight'); plt.close(fig)
+    for k, fig in figs.items():
+        written[k] = out / f'{k}.png'
+        with atomic_write(written[k]) as tmp: fig.savefig(tmp, dpi=90, bbox_inches='tight')
+        plt.close(fig)
     sizes, exts = summarize_stats(image_stats(df))
-    tables = dict(class_counts=class_counts(df).reset_index(), attribute_counts=attribute_counts(df, old_age),
-                  image_sizes=sizes, extensions=exts, old_counts=old_counts(df).rename_axis('threshold').reset_index())
-    for name, t in tables.items():
-        written[name + '_csv'] = out / f'{name}.csv'
-        t.to_csv(written[name + '_csv'], index=False)
-    body = ''.join(f'<h2>{html.escape(n.replace("_", " "))}</h2><img src="{n}.png" '
-                   'style="max-width:100%">' for n in figs)
-    body += ''.join(f'<h2>{html.escape(n.replace("_", " "))}</h2>{t.to_html(index=False)}' for n, t in tables.items())
-    written['index'] = out / 'index.html'
-    written['index'].write_text(f'<!doctype html><meta charset="utf-8"><title>maskcls EDA</title>'
-                                f'<h1>EDA: {len(df)} images, {df["person"].nunique()} people</h1>{body}',
-                                encoding='utf-8')
+    cc, ac = class_counts(df).reset_index(), attribute_counts(df, old_age)
+    oc = old_counts(df).rename_axis('threshold').reset_index()
+    tables = dict(class_counts=cc, attribute_counts=ac, image_sizes=sizes, extensions=exts, old_counts=oc)
+    for k, t in tables.items():
+        written[k + '_csv'] = out / f'{k}.csv'
+        with atomic_write(written[k + '_csv']) as tmp: t.to_csv(tmp, index=False)
+    nz = cc['images'][cc['images'] > 0]
+    body = [section('Images per class',
+                    para(f'{len(df)} images in {N_CLASSES} classes; the largest class has {nz.max() / nz.min():.0f} '
+                         f'times the images of the smallest non-empty one.' if len(nz) else 'No images.'),
+                    figure('class_counts.png', 'Images per class, coloured by mask state'),
+                    table(cc.assign(share=cc['images'] / max(len(df), 1)))),
+            section('Mask, gender and age',
+                    figure('attributes.png', 'Images per value of each attribute, with shares'),
+                    table(ac.rename(columns=dict(image_share='image share')))),
+            section('Ages and the old-age threshold', figure('age_hist.png', "People's ages, thresholds marked"),
+                    para(_old_note(df, old_age)), table(oc)),
+            section('One photo of every class', figure('class_grid.png', 'A random photo of each class present')),
+            section('Image sizes and file types', table(sizes), table(exts))]
+    written['index'] = write_page(out / 'index.html', f'EDA of {name}: {len(df)} images, '
+                                  f'{df["person"].nunique()} people', ''.join(body),
+                                  files=[f'{k}.csv' for k in tables],
+                                  subtitle=f'Training data in {name}; old age group from {old_age}.')
     return written
