@@ -4,21 +4,23 @@
 
 # %% ../nbs/18_compare.ipynb #06c1e97c
 from __future__ import annotations
-import html, json, os
+import json, os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .labels import decode, few, scores, short_name
+from .labels import N_CLASSES, class_name, decode, few, scores
 from .layout import eval_root, is_junk
+from .layout import atomic_write
+from .pages import figure, link, para, section, table, write_page
 from .eda import image_grid
 from .submission import ID, _info_ids, check_answers, check_ids, read_submission
 
 # %% auto #0
-__all__ = ['ATTRIBUTES', 'pair_table', 'compare_submissions', 'compare_summary', 'class_crosstab', 'find_images',
-           'plot_disagreements', 'write_compare_report']
+__all__ = ['ATTRIBUTES', 'SUMMARY_LABELS', 'pair_table', 'compare_submissions', 'compare_summary', 'class_crosstab',
+           'find_images', 'plot_disagreements', 'summary_table', 'write_compare_report']
 
 # %% ../nbs/18_compare.ipynb #fec4560b
 ATTRIBUTES = ('mask', 'gender', 'age')
@@ -58,11 +60,11 @@ def pair_table(a, b,          # two submissions: paths or Series from `read_subm
     t['same'] = t['a'] == t['b']
     for attr, x, y in zip(ATTRIBUTES, da, db): t[attr] = x != y
     t['differs'] = ['+'.join(k for k, d in zip(ATTRIBUTES, row) if d) for row in t[list(ATTRIBUTES)].to_numpy()]
-    t['a_class'], t['b_class'] = t['a'].map(short_name), t['b'].map(short_name)
+    t['a_class'], t['b_class'] = t['a'].map(class_name), t['b'].map(class_name)
     if gt is not None:
         sg = _load(gt, ids, _name(gt, 'gt'))
         if ids is None: _same_images(sa, sg, _name(a, 'A'), _name(gt, 'gt')); sg = sg.loc[sa.index]
-        t['gt'] = sg.to_numpy(); t['gt_class'] = t['gt'].map(short_name)
+        t['gt'] = sg.to_numpy(); t['gt_class'] = t['gt'].map(class_name)
         ra, rb = t['a'] == t['gt'], t['b'] == t['gt']
         t['right'] = np.select([ra & rb, ra, rb], ['both', 'a', 'b'], 'neither')
     t.attrs['names'] = (_name(a, 'A'), _name(b, 'B'))
@@ -89,12 +91,12 @@ def compare_summary(t: pd.DataFrame) -> dict:
     return s
 
 def class_crosstab(t: pd.DataFrame, disagreements_only: bool = True) -> pd.DataFrame:
-    "Images by A's class (rows, short names) and B's class (columns, numbers), for the classes either file uses."
+    "Images by A's class (rows) and B's class (columns), named by `class_name`, for the classes either file uses."
     d = t[~t['same']] if disagreements_only else t
     used = sorted(set(d['a']) | set(d['b']))
     ct = pd.crosstab(d['a'], d['b']).reindex(index=used, columns=used, fill_value=0)
-    return ct.set_axis(pd.Index([short_name(c) for c in used], name='A \\ B'),
-                       axis=0).set_axis(pd.Index(used, name=None), axis=1)
+    names = [class_name(c) for c in used]
+    return ct.set_axis(pd.Index(names, name='A \\ B'), axis=0).set_axis(pd.Index(names, name=None), axis=1)
 
 # %% ../nbs/18_compare.ipynb #f7529a7d
 def find_images(images, ids) -> list[Path]:
@@ -126,7 +128,7 @@ def plot_disagreements(diff: pd.DataFrame,      # rows of `compare_submissions` 
     if not len(d): return None
     titles = [f'{names[0]}: {r.a_class}\n{names[1]}: {r.b_class}' + (f'\ntrue: {r.gt_class}' if 'gt' in d else '')
               for r in d.itertuples()]
-    fig = image_grid(find_images(images, d.index), titles, ncols=min(ncols, len(d)))
+    fig = image_grid(find_images(images, d.index), titles, ncols=min(ncols, len(d)), size=2.4, title_size=10)
     if 'gt' in d:
         for ax, r in zip(fig.axes, d.itertuples()):
             ax.title.set_color({'a': 'tab:blue', 'b': 'tab:orange', 'neither': 'tab:red', 'both': 'black'}[r.right])
@@ -134,11 +136,25 @@ def plot_disagreements(diff: pd.DataFrame,      # rows of `compare_submissions` 
 
 # %% ../nbs/18_compare.ipynb #3436b029
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=80, bbox_inches='tight'); plt.close(fig)
+    "A grid as PNG at 100 dpi: its 10-point titles read at 14 pixels in the page."
+    with atomic_write(path) as tmp: fig.savefig(tmp, dpi=100, bbox_inches='tight')
+    plt.close(fig)
     return path
 
-def _html_table(df: pd.DataFrame) -> str:
-    return df.to_html(border=0, escape=True)
+SUMMARY_LABELS = {   # compare_summary key -> what a person reads on the page
+    'images': 'images compared', 'agree': 'images where A and B agree', 'disagree': 'images where they disagree',
+    'agreement': 'agreement (share of images)', 'mask_differs': 'disagreements in mask',
+    'gender_differs': 'disagreements in gender', 'age_differs': 'disagreements in age group',
+    'classes_a': 'classes A answers', 'classes_b': 'classes B answers',
+    'f1_a': f'A: macro F1 (mean of the {N_CLASSES} per-class F1s)', 'acc_a': 'A: accuracy',
+    'f1_b': f'B: macro F1 (mean of the {N_CLASSES} per-class F1s)', 'acc_b': 'B: accuracy',
+    'a_right': 'disagreements A got right', 'b_right': 'disagreements B got right',
+    'neither_right': 'disagreements neither got right',
+}
+
+def summary_table(s: dict) -> pd.DataFrame:
+    "The summary of `compare_summary` with the labels people read (`SUMMARY_LABELS`), in its order."
+    return pd.DataFrame(dict(what=[SUMMARY_LABELS.get(k, k) for k in s], value=pd.Series(list(s.values()), dtype=object)))
 
 def write_compare_report(a, b,                 # the two submission files
                          eval_dir,             # the eval folder: info.csv, images/ and, if synthetic, gt.csv
@@ -159,38 +175,38 @@ def write_compare_report(a, b,                 # the two submission files
         fig = plot_disagreements(rows, eval_dir, n, names=('A', 'B'))
         if fig is not None: written[name] = _save(fig, out / f'{name}.png')
     written['disagreements_csv'] = out / 'disagreements.csv'
-    d.to_csv(written['disagreements_csv'])
+    with atomic_write(written['disagreements_csv']) as tmp: d.to_csv(tmp)
     written['summary'] = out / 'summary.json'
-    written['summary'].write_text(json.dumps(dict(a=str(a), b=str(b), eval=str(eval_dir), **s), indent=1))
+    with atomic_write(written['summary']) as tmp:
+        tmp.write_text(json.dumps(dict(a=str(a), b=str(b), eval=str(eval_dir), **s), indent=1))
     # the page
-    e = html.escape
     paths = find_images(eval_dir, d.index[:max_rows])
-    links = [f'<a href="{e(Path(os.path.relpath(p, out)).as_posix())}">{e(i)}</a>' for i, p in zip(d.index, paths)]
-    listing = d.iloc[:max_rows].assign(image=links[:max_rows])
+    links = [link(os.path.relpath(p, out), i) for i, p in zip(d.index, paths)]
+    listing = d.iloc[:max_rows].assign(image=pd.Series(links, index=d.index[:max_rows], dtype=object))
     cols = ['image', 'a_class', 'b_class', 'differs'] + (['gt_class', 'right'] if 'gt' in d else [])
-    per_attr = pd.DataFrame({'images where it differs': [s[f'{k}_differs'] for k in ATTRIBUTES]},
-                            index=list(ATTRIBUTES))
-    body = [f'<h1>A vs B: {s["disagree"]} of {s["images"]} images differ (agreement {s["agreement"]:.1%})</h1>',
-            f'<p>A = <code>{e(str(a))}</code><br>B = <code>{e(str(b))}</code><br>'
-            f'eval = <code>{e(str(eval_dir))}</code></p>',
-            '<h2>Summary</h2>',
-            _html_table(pd.Series({k: f'{v:.4f}' if isinstance(v, float) else v for k, v in s.items()},
-                                  name='value', dtype=object).to_frame()),
-            '<h2>Disagreements per attribute</h2>', _html_table(per_attr)]
-    if len(d): body += ['<h2>Classes where they disagree (rows: A, columns: B)</h2>', _html_table(class_crosstab(t))]
+    listing = listing[cols].rename(columns=dict(a_class='A says', b_class='B says', gt_class='truth',
+                                                right='who is right'))
+    per_attr = pd.DataFrame({'attribute': list(ATTRIBUTES),
+                             'images where it differs': [s[f'{k}_differs'] for k in ATTRIBUTES]})
+    body = [section('Summary', para(f'A = {a}; B = {b}; eval set = {eval_dir}. Macro F1 is the competition\'s '
+                                    f'score: the F1 of each of the {N_CLASSES} classes, averaged.'),
+                    table(summary_table(s))),
+            section('Disagreements per attribute', table(per_attr))]
+    if len(d):
+        body.append(section('Classes where they disagree',
+                            para('Rows: the class A answers; columns: the class B answers; darker cells hold more '
+                                 'images. Click a header to sort by it.'),
+                            '<div class=scroll>' + table(class_crosstab(t), heat=True) + '</div>'))
     for name, rows in grids:
         if name in written:
-            what = 'all disagreements' if name == 'disagreements' else f'{name} differs'
-            body.append(f'<h2>{e(what)}: first {min(n, len(rows))} of {len(rows)}</h2>'
-                        + ('<p>Titles: blue = A right, orange = B right, red = neither.</p>' if 'gt' in d else '')
-                        + f'<img src="{name}.png" style="max-width:100%">')
-    body += [f'<h2>Disagreements: {min(max_rows, len(d))} of {len(d)} (all in <a '
-             'href="disagreements.csv">disagreements.csv</a>)</h2>',
-             listing[cols].to_html(border=0, escape=False,
-                                   index=False) if len(d) else '<p>None: the two files agree on every image.</p>']
-    written['index'].write_text(f'<!doctype html><meta charset="utf-8"><title>maskcls compare: {e(na)} vs '
-                                f'{e(nb)}</title>'
-                                """<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px
-                                8px;text-align:left}</style>"""
-                                + '\n'.join(body), encoding='utf-8')
+            what = 'All disagreements' if name == 'disagreements' else f'{name.capitalize()} differs'
+            body.append(section(f'{what}: first {min(n, len(rows))} of {len(rows)} photos',
+                                figure(f'{name}.png', 'Titles: what A and B say' + (
+                                    ', and the truth; blue = A right, orange = B right, red = neither'
+                                    if 'gt' in d else ''))))
+    body.append(section(f'Disagreements: {min(max_rows, len(d))} of {len(d)} (all in disagreements.csv)',
+                        table(listing) if len(d) else para('None: the two files agree on every image.')))
+    write_page(written['index'], f'{na} vs {nb}: {s["disagree"]} of {s["images"]} images differ '
+               f'(agreement {s["agreement"]:.1%})', ''.join(body), files=['disagreements.csv', 'summary.json'],
+               subtitle=f'Two submissions compared on the eval set in {eval_dir}')
     return written
