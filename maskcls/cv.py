@@ -23,7 +23,8 @@ from .config import Config, load_config, save_config
 from .runtime import open_cache
 from .predict import plot_confusion, predict
 from .runs import (check_same_config, load_task, new_run_dir, resumable, save_figure, save_task, write_csv,
-                          write_text)
+                          write_cv_session, write_text)
+from .pages import write_index
 from .train import train_run
 
 # %% auto #0
@@ -178,7 +179,9 @@ def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = Fals
             list(ex.map(_fold_worker, [(cfg, df, folds, f, out, pool, False, task) for f in todo]))
     else:
         for f in todo: train_fold(cfg, df, folds, f, out, devices[0] if devices else None, progress, task=task)
-    return score_oof(out)
+    res = score_oof(out)
+    write_index(out, f'Cross validation {out.name}: {k} folds, out-of-fold macro F1 {res["f1"]:.4f}')
+    return res
 
 # %% ../nbs/14_cv.ipynb #d81c3bf2
 def read_oof(out) -> pd.DataFrame:
@@ -189,7 +192,7 @@ def read_oof(out) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p, dtype={'person': str}) for p in parts], ignore_index=True)
 
 def score_oof(out) -> dict:
-    "Write `oof.csv`, `oof_metrics.json` and `oof_confusion.png` for a CV folder; return the metrics."
+    "Write `oof.csv`, `oof_metrics.json`, `oof_confusion.png` (and the HParams row in `oof/`) for a CV folder."
     out = Path(out)
     oof, task = read_oof(out), load_task(out)
     write_csv(oof, out / 'oof.csv', index=False)
@@ -203,6 +206,11 @@ def score_oof(out) -> dict:
     title = f"out-of-fold: macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f}"
     fig = plot_confusion(np.array(res['confusion']), title, task.classes)
     save_figure(fig, out / 'oof_confusion.png', dpi=90); plt.close(fig)
+    cfg = load_config(out / 'config.yaml') if (out / 'config.yaml').exists() else None
+    if cfg is not None and cfg.tensorboard:                 # the CV's one row in TensorBoard's HParams tab
+        attrs = {f'f1_{a}' for a, _ in task.attributes}
+        write_cv_session(out, cfg, {'valid/best_f1': res['f1'], 'valid/oof_acc': res['acc'],
+                                    **{f'valid/oof_{k}': v for k, v in res.items() if k in attrs}})
     return res
 
 # %% ../nbs/14_cv.ipynb #132a88f6

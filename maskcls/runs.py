@@ -19,12 +19,13 @@ from .layout import atomic_write
 from .augment import IMAGENET_MEAN, IMAGENET_STD
 from .models import create_model
 from .config import Config, load_config, save_config
-from .predict import plot_confusion, plot_predictions
+from .predict import plot_predictions
 
 # %% auto #0
 __all__ = ['TASK_FILE', 'LAST', 'PREV', 'new_run_dir', 'save_task', 'load_task', 'save_checkpoint', 'write_csv', 'write_text',
            'save_figure', 'save_last', 'resumable', 'CheckpointError', 'load_checkpoint', 'load_last', 'load_best',
-           'load_run', 'run_dirs', 'check_same_config', 'RunLogger', 'read_events']
+           'load_run', 'run_dirs', 'check_same_config', 'scalar_tag', 'plot_confusion_small', 'write_session',
+           'RunLogger', 'write_cv_session', 'read_events', 'tb_runs']
 
 # %% ../nbs/12_runs.ipynb #13b1b605
 def new_run_dir(path) -> Path:
@@ -181,6 +182,53 @@ _HPARAMS = ('model', 'heads', 'weights', 'img_size', 'loss', 'label_smoothing', 
             'weight_decay', 'schedule',
             'epochs', 'batch_size', 'sampler', 'mix', 'ema', 'old_age', 'seed')
 
+def scalar_tag(k: str) -> str:
+    "TensorBoard tag of a metrics-row key: everything under `train/` or `valid/`, the two groups the dashboard opens."
+    if k == 'score': return 'valid/score'
+    if k.startswith('valid_'): return 'valid/' + k[6:]
+    if k.startswith('ema_'): return 'valid/ema_' + k[4:]
+    return 'train/' + {'train_loss': 'loss'}.get(k, k)              # loss, lr, seconds, ...
+
+def plot_confusion_small(cm: np.ndarray, title: str = '', task: Task = MASK_TASK):
+    """A confusion matrix that reads at TensorBoard's card width (about 370 pixels): class numbers on the axes, the
+    first attribute's values (the mask states) as blocks, counts in the cells, colour normalised by row."""
+    n = len(cm)
+    fig, ax = plt.subplots(figsize=(5.2, 5.6), dpi=72)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
+    fs = 8 if n <= 20 else 6
+    for i, j in zip(*np.nonzero(cm)):
+        ax.text(j, i, int(cm[i, j]), ha='center', va='center', fontsize=fs - 1,
+                color='white' if norm[i, j] > 0.6 else 'black')
+    ax.set_xticks(range(n), range(n), fontsize=fs); ax.set_yticks(range(n), range(n), fontsize=fs)
+    ax.set_xlabel('predicted class', fontsize=9); ax.set_ylabel('true class', fontsize=9)
+    if task.attributes:
+        names = task.attributes[0][1]; size = n // len(names)
+        for b in range(1, len(names)):
+            ax.axhline(b * size - 0.5, color='#555', lw=0.8); ax.axvline(b * size - 0.5, color='#555', lw=0.8)
+        top = ax.secondary_xaxis('top')
+        top.set_xticks([b * size + (size - 1) / 2 for b in range(len(names))], names, fontsize=9)
+        top.tick_params(length=0)
+    ax.set_title(title, fontsize=9, pad=16 if task.attributes else 6)
+    fig.tight_layout()
+    return fig
+
+def _hparam_values(cfg: Config, extra: dict | None = None) -> dict:
+    hp = {k: (str(v) if isinstance(v, (tuple, list)) else v) for k, v in asdict(cfg).items() if k in _HPARAMS}
+    return {**hp, **(extra or {})}
+
+def write_session(writer, cfg: Config, metrics: dict, step: int = 0, extra: dict | None = None):
+    """One row of TensorBoard's HParams tab, written into `writer`'s own run (no extra run folder, unlike
+    `SummaryWriter.add_hparams`): the settings of `cfg` (and `extra`), and `metrics` as scalars beside them."""
+    from torch.utils.tensorboard.summary import hparams
+    for s in hparams(_hparam_values(cfg, extra), metrics): writer.file_writer.add_summary(s)
+    for k, v in metrics.items(): writer.add_scalar(k, v, step)
+    writer.flush()
+
+def _is_cv_fold(run_dir: Path) -> bool:
+    "Whether `run_dir` is `fold<k>` of a CV folder (which holds folds.csv): the CV folder writes the HParams row."
+    return run_dir.name[4:].isdigit() and run_dir.name.startswith('fold') and (run_dir.parent / 'folds.csv').exists()
+
 class RunLogger:
     "What a run records besides checkpoints: config.yaml, TensorBoard events and a W&B run."
     def __init__(self, run_dir, cfg: Config, mean=IMAGENET_MEAN, std=IMAGENET_STD, task: Task = MASK_TASK):
@@ -203,13 +251,10 @@ class RunLogger:
         if self.writer is not None:
             w, e = self.writer, row['epoch']
             for k, v in row.items():
-                if isinstance(v, (int, float)) and k not in ('epoch',):
-                    tag = ('valid/score' if k == 'score' else k.replace('valid_', 'valid/').replace('ema_', 'ema/')
-                           .replace('train_loss', 'train/loss').replace('lr', 'train/lr'))
-                    w.add_scalar(tag, v, e)
+                if isinstance(v, (int, float)) and k not in ('epoch',): w.add_scalar(scalar_tag(k), v, e)
             pred = chosen['probs'].argmax(-1)
-            fig = plot_confusion(confusion(chosen['y'].numpy(), pred.numpy(), self.task.n_classes),
-                                 f"epoch {e}: macro F1 {row['score']:.4f}", self.task.classes)
+            fig = plot_confusion_small(confusion(chosen['y'].numpy(), pred.numpy(), self.task.n_classes),
+                                       f"epoch {e}: macro F1 {row['score']:.4f}", self.task)
             w.add_figure('valid/confusion', fig, e); plt.close(fig)
             if ev['imgs'] is not None:
                 fig = plot_predictions(ev['imgs'], ev['y'], ev['probs'].argmax(-1), mean=self.mean, std=self.std,
@@ -222,23 +267,41 @@ class RunLogger:
         if self.wandb is not None: self.wandb.log(row, step=row['epoch'])
 
     def close(self, history: list):
-        "Write the run's hyperparameters and final metrics (TensorBoard's HParams tab) and close the writers."
+        """Write the run's HParams row (settings, best and last macro F1) into its own TensorBoard run, unless the
+        run is a fold of a CV folder (the CV folder writes one row for all folds), and close the writers."""
         if self.writer is not None:
-            if history:
-                hp = {k: (str(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items() if k in _HPARAMS}
+            if history and not _is_cv_fold(self.run_dir):
                 best = max(history, key=lambda r: r['score'])
-                self.writer.add_hparams(hp, {'hparam/best_f1': best['score'], 'hparam/best_epoch': best['epoch'],
-                                             'hparam/last_f1': history[-1]['score']}, run_name='hparams')
+                write_session(self.writer, self.cfg, {'valid/best_f1': best['score'], 'valid/best_epoch': best['epoch'],
+                                                      'valid/last_f1': history[-1]['score']}, history[-1]['epoch'])
             self.writer.close(); self.writer = None
         if self.wandb is not None: self.wandb.finish(); self.wandb = None
 
-def read_events(run_dir) -> dict:
-    "A run's TensorBoard events: scalars (tag -> step/value DataFrame), images (tag -> [(step, PNG)]), other tags."
+def write_cv_session(out, cfg: Config, metrics: dict) -> Path:
+    """The HParams row of a CV folder, in its own run `out/oof` (replaced when the folds are scored again): the
+    settings, the number of folds, and the out-of-fold `metrics` (tags such as `valid/best_f1`)."""
+    from torch.utils.tensorboard import SummaryWriter
+    d = Path(out) / 'oof'
+    for f in d.glob('events.out.tfevents.*'): f.unlink()      # a rescored CV keeps one row, not two
+    w = SummaryWriter(str(d))
+    try: write_session(w, cfg, metrics, extra=dict(folds=cfg.folds))
+    finally: w.close()
+    return d
+
+def read_events(run_dir, sub: str = 'tb') -> dict:
+    "TensorBoard events in `run_dir/sub`: scalars (tag -> step/value DataFrame), images (tag -> [(step, PNG)]), tags."
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    ea = EventAccumulator(str(Path(run_dir) / 'tb'), size_guidance={'images': 0, 'scalars': 0, 'tensors': 0})
+    ea = EventAccumulator(str(Path(run_dir) / sub), size_guidance={'images': 0, 'scalars': 0, 'tensors': 0})
     ea.Reload()
     tags = ea.Tags()
     sc = {t: pd.DataFrame([(e.step, e.value) for e in ea.Scalars(t)], columns=['step', 'value'])
           for t in tags['scalars']}
     im = {t: [(e.step, e.encoded_image_string) for e in ea.Images(t)] for t in tags['images']}
     return dict(scalars=sc, images=im, tensors=tags['tensors'])
+
+def tb_runs(logdir) -> dict:
+    "The runs TensorBoard shows for `logdir` (names as in its run list) and, for each, whether it is an HParams row."
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    em = EventMultiplexer(); em.AddRunsFromDirectory(str(logdir)); em.Reload()
+    rows = em.PluginRunToTagToContent('hparams')
+    return {r: '_hparams_/session_start_info' in rows.get(r, {}) for r in sorted(em.Runs())}
