@@ -28,11 +28,13 @@ from .tta import TTA_PRESETS, predict_dir, tta_oof
 from .submission import ENSEMBLE_METHODS, ensemble_files, write_predictions, write_submission
 from .compare import write_compare_report
 from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
+from .experiments import format_runs, runs_table, write_runs_page
+from .pages import write_index
 
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
-           'read_predict_data', 'cmd_predict', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'demo_table', 'cmd_demo',
-           'build_parser', 'main']
+           'read_predict_data', 'cmd_predict', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'cmd_runs', 'demo_table',
+           'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
 def _summary(df) -> str:
@@ -190,6 +192,13 @@ def cmd_compare(a):
     w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
     print(f"report: {w['index']} (open it in a browser)")
 
+def cmd_runs(a):
+    t = runs_table(*a.dirs)
+    print(format_runs(t))
+    if a.out is not None:
+        w = write_runs_page(t, a.out)
+        print(f"\npage: {w['index']} (open it in a browser)   table: {w['csv']}")
+
 # %% ../nbs/90_cli.ipynb #3f26a070
 DEMO_PRESETS = dict(
     quick=dict(people=300, model='tiny', img_size=(64, 48), epochs=10, batch_size=32, lr=3e-3),
@@ -252,7 +261,8 @@ def cmd_demo(a):
           f"figures: {w['index']}, {out / 'cv' / 'oof_confusion.png'}\n"
           f"training curves: tensorboard --logdir {out / 'cv'} "
           f"(add --host 0.0.0.0 --port 6006 on a remote machine)\n"
-          f"done in {time.time() - t0:.0f}s; everything is in {out}/")
+          f"done in {time.time() - t0:.0f}s; everything is in {out}/, listed in "
+          f"{write_index(out, f'maskcls demo {out.name}: {len(df)} images, {a.folds}-fold CV, ' + preset['model'])}")
 
 # %% ../nbs/90_cli.ipynb #69253928
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -352,6 +362,12 @@ def _hpo_args(p):
 def _preset(k: str) -> str:
     return f"(default: {DEMO_PRESETS['quick'][k]} quick, {DEMO_PRESETS['full'][k]} full)"
 
+def _runs_args(p):
+    p.add_argument('dirs', nargs='*', type=Path, default=[Path('runs')], metavar='DIR',
+                   help='folders to search for run and CV folders (default: runs)')
+    p.add_argument('--out', type=Path, default=None,
+                   help='also write index.html (sortable) and runs.csv into this folder (default: print only)')
+
 def _demo_args(p):
     size = p.add_mutually_exclusive_group()
     size.add_argument('--quick', action='store_true',
@@ -385,6 +401,7 @@ COMMANDS = dict(   # name: (function, what it does, the function that adds its o
     compare=(cmd_compare, 'where two submissions disagree, with the photos, as an HTML page', _compare_args),
     hpo=(cmd_hpo, 'hyperparameter search with Optuna; --out is the search folder (study.db, trials, best_config.yaml)',
          _hpo_args),
+    runs=(cmd_runs, 'one table of every run and CV folder: settings that differ, macro F1, eval score', _runs_args),
     demo=(cmd_demo, 'the main job on synthetic data: data, EDA, 5-fold CV, fold ensemble + TTA, submission',
           _demo_args),
 )
