@@ -82,8 +82,11 @@ def table(df,                   # a DataFrame or Series
     share = {c: any(w in str(c).lower() for w in _SHARE_WORDS) for c in cols}
     whole = {c: _whole(df[c]) for c in cols}
     e = html.escape
-    head = ''.join(f'<th{" class=num" if c in num else ""} title="sort by {e(str(c))}">{e(str(c))}</th>'
-                   if sortable else f'<th>{e(str(c))}</th>' for c in cols)
+    def th(c):   # a long class name may wrap after each '/'
+        text = e(str(c)).replace('/', '/<wbr>')
+        return (f'<th{" class=num" if c in num else ""} title="sort by {e(str(c))}">{text}</th>' if sortable
+                else f'<th>{text}</th>')
+    head = ''.join(th(c) for c in cols)
     rows = []
     for r in df.itertuples(index=False):
         tds = []
@@ -93,7 +96,7 @@ def table(df,                   # a DataFrame or Series
             attrs = (' class=num' if key is not None else '') + (f' data-v="{e(key)}"' if key is not None else '')
             tds.append(f'<td{attrs}{_heat_style(v, vmax) if c in hot else ""}>{body}</td>')
         rows.append('<tr>' + ''.join(tds) + '</tr>')
-    return (f'<table class="mc{" sortable" if sortable else ""}"><thead><tr>{head}</tr></thead>'
+    return (f'<table class="mc{" sortable" if sortable else ""}{" heat" if hot else ""}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
 
 # %% ../nbs/02a_pages.ipynb #2d9dadbf
@@ -129,7 +132,8 @@ table.mc th,table.mc td{border:1px solid var(--line);padding:.25rem .6rem;text-a
 table.mc th{background:var(--head);font-weight:600;position:sticky;top:0}
 table.mc td.num,table.mc th.num{text-align:right}
 table.mc tbody tr:nth-child(even) td:not([style]){background:#fafbfc}
-table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
+table.sortable th{cursor:pointer;user-select:none}
+table.heat th{min-width:5.5em;font-size:13px} table.heat td{text-align:center}
 table.sortable th:hover{background:#eaeef2}
 table.sortable th[aria-sort=ascending]::after{content:" ▲";font-size:.75em}
 table.sortable th[aria-sort=descending]::after{content:" ▼";font-size:.75em}
@@ -199,7 +203,8 @@ FILE_LABELS = {   # pattern of the path inside the run folder -> what the file h
     'eda/index.html': 'EDA page: class counts, ages, photos of every class',
     '*compare*/index.html': 'comparison of two submissions',
     'hpo*/index.html': 'hyperparameter search page',
-    'index.html': 'page',
+    'cv*/index.html': 'cross validation: out-of-fold scores, confusion matrix, every fold',
+    '*/index.html': 'the index page of that folder',
     'results.csv': 'eval-set scores: one fold, the fold ensemble, the ensemble with TTA',
     'results.json': 'everything the demo printed, as JSON',
     'tta_oof.csv': 'test-time augmentation on the out-of-fold predictions',
@@ -249,19 +254,26 @@ def _listing(folder: Path, max_files: int) -> list[Path]:
         if len(files) >= max_files: break
     return files[:max_files]
 
+def _readable(t: pd.DataFrame) -> pd.DataFrame:
+    "Column names people read: `f1_mask` -> `F1 mask`, `f1` -> `macro F1`, `acc` -> `accuracy`."
+    return t.rename(columns=lambda c: {'f1': 'macro F1', 'acc': 'accuracy'}.get(c, c.replace('f1_', 'F1 ')))
+
 def _metrics_table(folder: Path) -> str:
     "Headline numbers: the eval results table, else the out-of-fold metrics, if the folder has them."
     parts = []
     if (folder / 'results.csv').exists():
         parts.append(section('Scores on the eval set (macro F1 over the 18 classes)',
-                             table(pd.read_csv(folder / 'results.csv', index_col=0).rename_axis('model'))))
+                             table(_readable(pd.read_csv(folder / 'results.csv', index_col=0).rename_axis('model')))))
+    if (folder / 'tta_oof.csv').exists():
+        parts.append(section('Test-time augmentation on the out-of-fold predictions',
+                             table(_readable(pd.read_csv(folder / 'tta_oof.csv', index_col=0).rename_axis('views')))))
     for m in sorted(folder.glob('**/oof_metrics.json'))[:3]:
         d = json.loads(m.read_text())
         row = {k: v for k, v in d.items() if isinstance(v, (int, float))}
         row.update({f'fold {k}': v for k, v in d.get('folds', {}).items()})
         rel = m.relative_to(folder).parent.as_posix()
         parts.append(section(f'Out-of-fold scores{"" if rel == "." else f" ({rel})"}: macro F1 over the classes',
-                             table(pd.DataFrame([row]).rename(columns=dict(f1='macro F1', acc='accuracy')))))
+                             table(_readable(pd.DataFrame([row])))))
     return ''.join(parts)
 
 def write_index(folder,            # a run, CV, demo or search folder
@@ -274,7 +286,7 @@ def write_index(folder,            # a run, CV, demo or search folder
     files = _listing(folder, max_files)
     rel = [f.relative_to(folder).as_posix() for f in files]
     pages = [(r, file_label(r)) for r in rel if r.endswith('.html')]
-    figs = [r for r in rel if r.endswith('.png') and r.count('/') <= 1]
+    figs = [r for r in rel if r.endswith('.png') and r.count('/') <= 1 and file_label(r) != 'figure']   # headline
     body = []
     if pages: body.append(section('Pages', '<ul>' + ''.join(f'<li>{link(r, r)}: {html.escape(w)}</li>'
                                                             for r, w in pages) + '</ul>'))
