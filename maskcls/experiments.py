@@ -137,6 +137,8 @@ def write_runs_page(t: pd.DataFrame, out, title: str = '') -> dict:
                                 'submission of a demo on its synthetic eval answers. Options shown are those that '
                                 'differ between rows. Click a header to sort.'),
                    '<div class=scroll>' + table(show) + '</div>')
-    write_page(paths['index'], title or f'{len(t)} experiments: {len(t) - n_cv} runs, {n_cv} cross validations',
+    def n_of(n, what): return f'{n} {what}' + ('s' if n != 1 else '')
+    write_page(paths['index'], title or f"{n_of(len(t), 'experiment')}: {n_of(len(t) - n_cv, 'run')}, "
+               f"{n_of(n_cv, 'cross validation')}",
                body, files=['runs.csv'])
     return paths

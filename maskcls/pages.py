@@ -27,6 +27,11 @@ def _is_num(v) -> bool:
 def _missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT
 
+def _numeric(col: pd.Series) -> bool:
+    "Whether every value of `col` that is not missing is a number (not a bool), and there is at least one."
+    xs = [v for v in col if not _missing(v)]
+    return bool(xs) and all(_is_num(v) for v in xs)
+
 def _whole(col: pd.Series) -> bool:
     "Whether every number in `col` is whole (a column of counts that pandas turned into floats)."
     xs = [v for v in col if _is_num(v) and not _missing(v)]
@@ -73,12 +78,12 @@ def table(df,                   # a DataFrame or Series
         df = df.reset_index()
         df.columns = ['' if str(c) == 'index' else c for c in df.columns]
     cols = list(df.columns)
-    num = [c for c, dt in zip(cols, df.dtypes)
-           if pd.api.types.is_numeric_dtype(dt) and not pd.api.types.is_bool_dtype(dt)]
+    num = [c for c in cols if _numeric(df[c])]   # by value: a column of mixed ints and floats is numeric too
     hot = set(num if heat is True else (heat or ()))
-    if hot - set(cols): raise ValueError(f'heat columns {sorted(map(str, hot - set(cols)))} are not in the table: '
-                                         f'pick from {[str(c) for c in cols]}')
-    vmax = max([float(np.nanmax(np.abs(df[c].to_numpy(float)))) for c in hot if df[c].notna().any()] or [0.0])
+    if hot - set(num):
+        raise ValueError(f'heat columns {sorted(map(str, hot - set(num)))} are not numeric columns of the table: '
+                         f'pick from {[str(c) for c in num]}')
+    vmax = max([float(np.nanmax(np.abs(df[c].to_numpy(float)))) for c in hot if c in num] or [0.0])
     share = {c: any(w in str(c).lower() for w in _SHARE_WORDS) for c in cols}
     whole = {c: _whole(df[c]) for c in cols}
     e = html.escape
@@ -104,7 +109,7 @@ def figure(src, caption: str = '') -> str:
     "An image (path relative to the page) with a readable caption; a click opens it at full size."
     src = html.escape(Path(src).as_posix() if isinstance(src, os.PathLike) else str(src))
     cap = f'<figcaption>{html.escape(caption)}</figcaption>' if caption else ''
-    return f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(caption)}" loading="lazy"></a>{cap}</figure>'
+    return f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(caption)}">/a>{cap}</figure>'
 
 def para(text: str) -> str:
     "A paragraph of plain text (escaped)."

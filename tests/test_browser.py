@@ -248,3 +248,88 @@ def test_full_site_pages(browser):
     lessons = sorted(p.stem for p in (ROOT / 'nbs').glob('[0-9]*.ipynb'))
     missing = [s for s in lessons if s + '.html' not in seen]
     assert not missing, f'_docs/ has no page for {missing}: run `make docs` again'
+
+
+# The pages maskcls writes (issue 13): EDA, comparison, a CV folder's index, the runs table. Each opens with every
+# image showing and every link resolving, and its tables sort when a header is clicked.
+JS_REPORT = """return {
+  title: document.title,
+  images: [...document.querySelectorAll('img')].map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0})),
+  links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+  tables: [...document.querySelectorAll('table.sortable')].map(t => t.tBodies[0].rows.length),
+};"""
+JS_COLUMN = """const t = document.querySelectorAll('table.sortable')[arguments[0]];
+return [...t.tBodies[0].rows].map(r => r.cells[arguments[1]].getAttribute('data-v') ?? r.cells[arguments[1]].textContent);"""
+
+
+@pytest.fixture(scope='module')
+def report_pages(tmp_path_factory):
+    "A folder holding a data set and every kind of page, written by the library's own functions."
+    import numpy as np
+    import pandas as pd
+    from maskcls.compare import write_compare_report
+    from maskcls.config import Config
+    from maskcls.cv import run_cv
+    from maskcls.eda import write_eda
+    from maskcls.experiments import runs_table, write_runs_page
+    from maskcls.layout import read_train
+    from maskcls.runs import new_run_dir
+    from maskcls.synth import make_dataset
+    from maskcls.train import train_run
+    from dataclasses import replace
+    root = tmp_path_factory.mktemp('pages')
+    make_dataset(root / 'data', people=12, eval_people=4, seed=3, workers=1, progress=False)
+    df = read_train(root / 'data')
+    write_eda(df, root / 'eda')
+    gt = pd.read_csv(root / 'data' / 'eval' / 'gt.csv')
+    rng = np.random.default_rng(0)
+    gt.to_csv(root / 'a.csv', index=False)
+    gt.assign(ans=np.where(rng.random(len(gt)) < 0.4, rng.integers(0, 18, len(gt)), gt['ans'])).to_csv(
+        root / 'b.csv', index=False)
+    write_compare_report(root / 'a.csv', root / 'b.csv', root / 'data' / 'eval', root / 'compare', n=6)
+    cfg = Config(data=str(root / 'data'), img_size=(32, 24), epochs=1, batch_size=16, folds=2, model='tiny',
+                 cache_dir=str(root / 'cache'), tensorboard=False)
+    run_cv(cfg, df, root / 'runs' / 'cv', progress=False)
+    people = sorted(df['person'].unique())
+    train_run(replace(cfg, lr=0.01), df[df.person.isin(people[:9])], df[df.person.isin(people[9:])],
+              new_run_dir(root / 'runs' / 'train'), progress=False)
+    write_runs_page(runs_table(root / 'runs'), root / 'report')
+    return root
+
+
+def check_sorts(browser, page, n_rows):
+    "Click a numeric header of a sortable table twice: ascending, then descending, empty cells last."
+    from selenium.webdriver.common.by import By
+    tables = browser.find_elements(By.CSS_SELECTOR, 'table.sortable')
+    heads = [t.find_elements(By.CSS_SELECTOR, 'thead th') for t in tables]
+    numeric = [[i for i, h in enumerate(hs) if 'num' in (h.get_attribute('class') or '')] for hs in heads]
+    k = next((i for i, n in enumerate(n_rows) if n >= 2 and numeric[i]), None)
+    assert k is not None, f'{page}: no sortable table with a numeric column and 2 or more rows'
+    heads, col = heads[k], numeric[k][-1]
+    for order in ('ascending', 'descending'):
+        heads[col].click()
+        assert heads[col].get_attribute('aria-sort') == order
+        vals = browser.execute_script(JS_COLUMN, k, col)
+        filled = [v for v in vals if v != '']
+        assert vals == filled + [''] * (len(vals) - len(filled)), f'{page}: empty cells not last: {vals}'
+        key = [float(v) for v in filled]                      # data-v holds the exact number
+        assert key == sorted(key, reverse=order == 'descending'), f'{page}: column {col} not {order}: {vals}'
+
+
+def test_report_pages(browser, report_pages):
+    url, server = serve(report_pages)
+    try:
+        for page in ('eda/index.html', 'compare/index.html', 'runs/cv/index.html', 'report/index.html'):
+            browser.get(f'{url}/{page}')
+            wait_for(f'{page} to load', lambda: browser.execute_script('return document.readyState') == 'complete', 30)
+            info = browser.execute_script(JS_REPORT)
+            assert 'maskcls' in info['title'], f'{page}: title {info["title"]!r}'
+            broken = [i['src'] for i in info['images'] if not i['ok']]
+            assert not broken, f'{page}: {len(broken)} image(s) do not show: {broken[:3]}'
+            for link in info['links']:
+                assert link.startswith(url), f'{page} links outside the folder: {link}'
+                with urllib.request.urlopen(link.partition('#')[0], timeout=10) as r:
+                    assert r.status == 200, f'{page}: broken link {link}'
+            check_sorts(browser, page, info['tables'])
+    finally:
+        server.shutdown()
