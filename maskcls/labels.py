@@ -78,12 +78,9 @@ def prob_cols(n_classes: int = N_CLASSES) -> list:
     return [f'p{c}' for c in range(n_classes)]
 
 PROB_COLS = prob_cols()   # the competition's 18
-_MASK_SHORT = ('wear', 'incorrect', 'no mask')
-
 def short_name(c: int) -> str:
-    "A class as a short title: number, mask, M/F, age group, e.g. `13 no mask M 30-59`."
-    m, g, a = decode(int(c))
-    return f'{int(c)} {_MASK_SHORT[m]} {"MF"[g]} {AGE_NAMES[a]}'
+    "A class as a title with its number, in the one spelling of `class_name`, e.g. `13 Not wear/Male/30-59`."
+    return f'{int(c)} {class_name(c)}'
 
 # %% ../nbs/00_labels.ipynb #66b1108a
 @dataclass(frozen=True)

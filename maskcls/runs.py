@@ -50,9 +50,11 @@ def load_task(folder) -> Task:
     "The task recorded in a run or CV folder (`task.json`); the competition's for a folder without one (older runs)."
     p = Path(folder) / TASK_FILE
     if not p.exists(): return MASK_TASK
-    try: return Task.from_dict(json.loads(p.read_text()))
+    try: t = Task.from_dict(json.loads(p.read_text()))
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f'{p} is not a task file ({e}): restore it, or delete it for a competition run') from None
+    same = (t.name, t.classes, t.attributes) == (MASK_TASK.name, MASK_TASK.classes, MASK_TASK.attributes)
+    return MASK_TASK if same else t      # the competition's plot titles follow the library (older runs spelled them otherwise)
 
 # %% ../nbs/12_runs.ipynb #09a3cdcd
 LAST, PREV = 'last.pt', 'last.prev.pt'
