@@ -194,6 +194,8 @@ def cmd_compare(a):
 
 def cmd_runs(a):
     t = runs_table(*a.dirs)
+    if a.sort != 'f1' and len(t):        # runs_table sorts by macro F1, best first
+        t = t.sort_values(a.sort, ascending=a.sort == 'run', kind='stable').reset_index(drop=True)
     print(format_runs(t))
     if a.out is not None:
         w = write_runs_page(t, a.out)
@@ -367,6 +369,8 @@ def _runs_args(p):
                    help='folders to search for run and CV folders (default: runs)')
     p.add_argument('--out', type=Path, default=None,
                    help='also write index.html (sortable) and runs.csv into this folder (default: print only)')
+    p.add_argument('--sort', default='f1', choices=('f1', 'when', 'run'),
+                   help='order of the rows: macro F1 (best first), start time (newest first) or folder name')
 
 def _demo_args(p):
     size = p.add_mutually_exclusive_group()

@@ -190,13 +190,13 @@ def write_compare_report(a, b,                 # the two submission files
                              'images where it differs': [s[f'{k}_differs'] for k in ATTRIBUTES]})
     body = [section('Summary', para(f'A = {a}; B = {b}; eval set = {eval_dir}. Macro F1 is the competition\'s '
                                     f'score: the F1 of each of the {N_CLASSES} classes, averaged.'),
-                    table(summary_table(s))),
+                    table(summary_table({**s, 'agreement': f"{s['agreement']:.1%}"}))),
             section('Disagreements per attribute', table(per_attr))]
     if len(d):
         body.append(section('Classes where they disagree',
                             para('Rows: the class A answers; columns: the class B answers; darker cells hold more '
                                  'images. Click a header to sort by it.'),
-                            '<div class=scroll>' + table(class_crosstab(t), heat=True) + '</div>'))
+                            table(class_crosstab(t), heat=True)))
     for name, rows in grids:
         if name in written:
             what = 'All disagreements' if name == 'disagreements' else f'{name.capitalize()} differs'

@@ -136,7 +136,7 @@ def write_runs_page(t: pd.DataFrame, out, title: str = '') -> dict:
                                 'image predicted by the fold that did not see it); eval macro F1: the final '
                                 'submission of a demo on its synthetic eval answers. Options shown are those that '
                                 'differ between rows. Click a header to sort.'),
-                   '<div class=scroll>' + table(show) + '</div>')
+                   table(show))
     def n_of(n, what): return f'{n} {what}' + ('s' if n != 1 else '')
     write_page(paths['index'], title or f"{n_of(len(t), 'experiment')}: {n_of(len(t) - n_cv, 'run')}, "
                f"{n_of(n_cv, 'cross validation')}",

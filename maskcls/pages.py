@@ -98,11 +98,13 @@ def table(df,                   # a DataFrame or Series
         for c, v in zip(cols, r):
             text, key = fmt_cell(v, share[c], whole[c], digits)
             body = v.__html__() if hasattr(v, '__html__') else (e(text) if text else '<span class=na>–</span>')
-            attrs = (' class=num' if key is not None else '') + (f' data-v="{e(key)}"' if key is not None else '')
-            tds.append(f'<td{attrs}{_heat_style(v, vmax) if c in hot else ""}>{body}</td>')
+            attrs = f' data-v="{e(key)}"' if key is not None else ''
+            cls = ('num zero' if c in hot and key and float(key) == 0 else 'num') if key is not None else ''
+            style = _heat_style(v, vmax) if c in hot else ''
+            tds.append(f'<td{" class=" + repr(cls) if cls else ""}{attrs}{style}>{body}</td>')
         rows.append('<tr>' + ''.join(tds) + '</tr>')
-    return (f'<table class="mc{" sortable" if sortable else ""}{" heat" if hot else ""}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+    return (f'<div class=scroll><table class="mc{" sortable" if sortable else ""}{" heat" if hot else ""}"><thead>'
+            f'<tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')   # a wide table scrolls, not the page
 
 # %% ../nbs/02a_pages.ipynb #2d9dadbf
 def figure(src, caption: str = '') -> str:
@@ -138,7 +140,7 @@ table.mc th{background:var(--head);font-weight:600;position:sticky;top:0}
 table.mc td.num,table.mc th.num{text-align:right}
 table.mc tbody tr:nth-child(even) td:not([style]){background:#fafbfc}
 table.sortable th{cursor:pointer;user-select:none}
-table.heat th{min-width:5.5em;font-size:13px} table.heat td{text-align:center}
+table.heat th{min-width:5.5em;font-size:13px} table.mc.heat td.num{text-align:center} td.zero{color:#c5ccd3}
 table.sortable th:hover{background:#eaeef2}
 table.sortable th[aria-sort=ascending]::after{content:" ▲";font-size:.75em}
 table.sortable th[aria-sort=descending]::after{content:" ▼";font-size:.75em}
@@ -305,6 +307,6 @@ def write_index(folder,            # a run, CV, demo or search folder
                                 size=[_size(f.stat().st_size) for f in files],
                                 bytes=[f.stat().st_size for f in files]))
     body.append(section(f'All files ({len(files)}{", list cut" if len(files) >= max_files else ""})',
-                        '<div class=scroll>' + table(listing) + '</div>'))
+                        table(listing)))
     return write_page(folder / 'index.html', title or f'Run folder {folder.name}', ''.join(body),
                       subtitle=f'Everything in {folder}')
