@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 import yaml
 
-from .labels import OLD_AGE, scores
-from .layout import (LayoutError, disk_full, eval_root, read_eval, read_image_folder, read_images, read_train,
-                            task_of)
+from .labels import ATTRIBUTES, OLD_AGE, attribute_index, scores
+from .layout import (LayoutError, disk_full, eval_root, for_task, read_eval, read_image_folder, read_images,
+                            read_train, task_of)
 from .synth import make_dataset
 from .eda import write_eda
 from .config import Config, ConfigError, add_config_args, config_from_args, load_config
@@ -25,7 +25,8 @@ from .runs import load_task, new_run_dir, resumable, run_dirs, write_csv, write_
 from .train import train_run
 from .cv import run_cv, split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
-from .submission import ENSEMBLE_METHODS, ensemble_files, write_predictions, write_submission
+from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_files, write_predictions,
+                                write_submission)
 from .compare import write_compare_report
 from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
 from .experiments import format_runs, runs_table, write_runs_page
@@ -33,8 +34,8 @@ from .pages import write_index
 
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
-           'read_predict_data', 'cmd_predict', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'cmd_runs', 'demo_table',
-           'cmd_demo', 'build_parser', 'main']
+           'read_predict_data', 'cmd_predict', 'cmd_compose', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'cmd_runs',
+           'demo_table', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
 def _summary(df) -> str:
@@ -46,12 +47,13 @@ def _summary(df) -> str:
             f"({r.get('skipped_junk', 0)} macOS junk entries skipped, {r.get('label_fixes', 0)} label fixes)")
 
 def read_data(cfg: Config) -> pd.DataFrame:
-    "The training table for `cfg.data`: the competition layout if it has train/images, else an ImageFolder tree."
+    """The training table for `cfg.data`: the competition layout if it has train/images, else an ImageFolder tree; with
+    the labels of one attribute when `cfg.task` asks for it."""
     root = Path(cfg.data)
     if (root / 'images').is_dir() or (root / 'train' / 'images').is_dir():
-        return read_train(root, fix_labels=cfg.fix_labels)
+        return for_task(read_train(root, fix_labels=cfg.fix_labels), cfg.task)
     df = read_image_folder(root)
-    return df.assign(person=df['path'])   # no people: each image is its own group
+    return for_task(df.assign(person=df['path']), cfg.task)   # no people: each image is its own group
 
 # %% ../nbs/90_cli.ipynb #9f2ca5c7
 def cmd_synth(a):
@@ -141,6 +143,17 @@ def cmd_predict(a):
     out = Path(a.out)
     write_predictions(out, ev['ImageID'], r['probs'].numpy(), task.n_classes)
     views = f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])})"
+    one = attribute_index(task)
+    if one is not None:                         # a model of one attribute: no submission of its own
+        ev = for_task(ev, task) if 'label' in ev and info is not None else ev
+        print(f"{views} -> {out} ({len(ev)} images, {task.name}: {', '.join(task.classes)}); no submission: compose "
+              f"it with the other attributes' files: maskcls ensemble --compose "
+              + ' '.join(str(out) if a == ATTRIBUTES[one] else a.upper() + '.csv' for a in ATTRIBUTES)
+              + (f" --info {info} --out OUT.csv" if info is not None else ' --out OUT.csv'))
+        if 'label' in ev and info is not None:
+            s = scores(ev['label'].to_numpy(), r['probs'].numpy(), task)
+            print(f"against {info.parent}/gt.csv (synthetic data only), {task.name}: {_fmt(s)}")
+        return
     if info is not None:
         sub = out.with_name(out.stem + '_submission.csv')
         write_submission(sub, info, ev['ImageID'], r['probs'].argmax(1).numpy())
@@ -163,7 +176,43 @@ def _fmt(s: dict) -> str: return f"macro F1 {s['f1']:.4f}, accuracy {s['acc']:.4
 
 def _per_class(s: dict, task) -> str: return ', '.join(f"{c} {s[f'f1_{c}']:.3f}" for c in task.classes)
 
+def _compose_inputs(paths) -> list:
+    "Files to compose: a CV folder stands for its `oof.csv`, checked to be of the attribute its place says."
+    out = []
+    for p, name in zip(paths, ATTRIBUTES):
+        if p.is_dir():
+            task = load_task(p)
+            if attribute_index(task) != ATTRIBUTES.index(name):
+                raise ValueError(f'{p} holds a run of task {task.name!r}, but a {name} model goes in this place: pass '
+                                 'the mask, gender and age runs, in that order')
+            p = p / 'oof.csv'
+        out.append(p)
+    return out
+
+def cmd_compose(a):
+    "The 18-class predictions (or OOF file) composed from the files of a mask, a gender and an age model."
+    files, out = _compose_inputs(a.compose), Path(a.out)
+    head = pd.read_csv(files[0], nrows=0).columns if files[0].is_file() else []
+    if 'path' in head and 'label' in head:                                # out-of-fold files of three CV runs
+        oof = compose_oof(files)
+        write_csv(oof, out, index=False, float_format='%.7g')
+        s = scores(oof['label'].to_numpy(), oof.filter(regex=r'^p\d+$').to_numpy())
+        print(f"composed out-of-fold predictions of {len(oof)} images -> {out}; {_fmt(s)} "
+              f"(mask {s['f1_mask']:.3f}, gender {s['f1_gender']:.3f}, age {s['f1_age']:.3f})")
+        return
+    r = compose_files(files, a.info)
+    write_predictions(out, r['ids'], r['probs'])
+    if a.info:
+        sub = out.with_name(out.stem + '_submission.csv')
+        write_submission(sub, a.info, r['ids'], r['labels'])
+    print(f"composed mask x gender x age of {len(r['ids'])} images -> {out}" + (f' and {sub}' if a.info else ''))
+
 def cmd_ensemble(a):
+    if a.compose:
+        if a.files: raise ValueError('give either member files to vote on or --compose MASK GENDER AGE, not both')
+        return cmd_compose(a)
+    if not a.files:
+        raise ValueError('no member files: give prediction files or submissions, or --compose MASK GENDER AGE')
     w = [float(x) for x in a.weights.split(',')] if a.weights else None
     r = ensemble_files(a.files, a.method, w, a.oof, a.info)
     out = Path(a.out)
@@ -328,8 +377,12 @@ def _predict_args(p):
                    help="images per batch, before TTA views (default: twice the run's batch size)")
 
 def _ensemble_args(p):
-    p.add_argument('files', nargs='+', type=Path,
-                   help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans)')
+    p.add_argument('files', nargs='*', type=Path,
+                   help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans) '
+                        '(default: none; required unless --compose)')
+    p.add_argument('--compose', nargs=3, type=Path, default=None, metavar=('MASK', 'GENDER', 'AGE'),
+                   help='instead of voting: compose the prediction files (or oof.csv files, or CV folders) of a mask, '
+                        'a gender and an age model into 18 classes (default: none)')
     p.add_argument('--method', default='soft', choices=ENSEMBLE_METHODS, help='how members vote')
     p.add_argument('--weights', default='', help='comma-separated member weights (default: equal)')
     p.add_argument('--oof', nargs='+', type=Path, default=None,
@@ -401,7 +454,8 @@ COMMANDS = dict(   # name: (function, what it does, the function that adds its o
     train=(cmd_train, 'one training run: a person-level hold-out, or fold --fold of --folds', _train_args),
     cv=(cmd_cv, 'K-fold cross validation by person with out-of-fold predictions (--out is the CV folder)', _cv_args),
     predict=(cmd_predict, 'probabilities and a submission for eval images from a run or CV folder', _predict_args),
-    ensemble=(cmd_ensemble, 'vote over prediction files or submissions', _ensemble_args),
+    ensemble=(cmd_ensemble, 'vote over prediction files or submissions, or compose mask, gender and age models '
+                            '(--compose)', _ensemble_args),
     compare=(cmd_compare, 'where two submissions disagree, with the photos, as an HTML page', _compare_args),
     hpo=(cmd_hpo, 'hyperparameter search with Optuna; --out is the search folder (study.db, trials, best_config.yaml)',
          _hpo_args),

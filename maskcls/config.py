@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from .labels import OLD_AGE
+from .labels import OLD_AGE, TASK_CHOICES
 from .layout import atomic_write
 
 # %% auto #0
@@ -75,10 +75,14 @@ class Config:
                               '(resnet18, efficientnet_b0, ...)')
     weights: str = _opt('', "'' (random init), a torchvision weights name such as DEFAULT, or a local .pth file")
     heads: str = _opt('single', 'one 18-way head, or three heads (mask 3, gender 2, age 3)', ['single', 'three'])
+    task: str = _opt('all', 'what the model predicts: all 18 classes, or one attribute alone (mask 3 classes, gender 2, '
+                            'age 3) to compose later with `maskcls ensemble --compose`', list(TASK_CHOICES))
     freeze_epochs: int = _opt(0, 'epochs to train only the head before unfreezing the backbone', min=0)
     # loss
     loss: str = _opt('ce', 'loss function: cross entropy, focal or soft macro-F1', ['ce', 'focal', 'f1'])
     label_smoothing: float = _opt(0.0, 'label smoothing for cross entropy', min=0)
+    age_smoothing: str = _opt('uniform', 'where label smoothing goes: uniform over all classes, or ordinal: only to the '
+                                         'neighbouring age groups (same mask and gender)', ['uniform', 'ordinal'])
     focal_gamma: float = _opt(2.0, 'focusing parameter of the focal loss', min=0)
     class_weights: str = _opt('none', 'class weights in the loss', ['none', 'balanced', 'sqrt'])
     head_weights: tuple = _opt((1.0, 1.0, 1.0), 'weights of the mask, gender and age losses (three heads)', min=0)
@@ -165,6 +169,8 @@ def _validate(cfg):
     for f in fields(cfg): setattr(cfg, f.name, _check(f, _typed(f, getattr(cfg, f.name))))
     if cfg.fold >= cfg.folds: raise ConfigError(f'fold: {cfg.fold} is not below folds={cfg.folds}')
     if cfg.scale[0] > cfg.scale[1]: raise ConfigError(f'scale: expected low <= high, got {cfg.scale}')
+    if cfg.task != 'all' and cfg.heads == 'three':
+        raise ConfigError(f'task: a {cfg.task}-only model has one head; three heads need task all (or use heads single)')
     if cfg.weights and cfg.model == 'tiny':
         raise ConfigError('weights: the tiny model has no pretrained weights; leave weights empty')
     return cfg

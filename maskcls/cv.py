@@ -15,8 +15,9 @@ import pandas as pd
 import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from .labels import AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, Task, confusion, decode, scores
-from .layout import task_of
+from .labels import (AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, Task, age_group, attribute_index, confusion,
+                            decode, scores)
+from .layout import for_task, task_of
 from .cache import die_with_parent
 from .loader import Loader, pick_device
 from .config import Config, load_config, save_config
@@ -34,8 +35,11 @@ __all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_ba
 
 # %% ../nbs/14_cv.ipynb #a353487f
 def people_table(df: pd.DataFrame) -> pd.DataFrame:
-    "One row per person with the gender x age-group stratum (0..5) of the label (its class: a task without attributes)."
-    if task_of(df).attributes: _, g, a = decode(df['label'].to_numpy()); stratum = g * 3 + a
+    """One row per person with the gender x age-group stratum (0..5) of the label (its class: a task without attributes;
+    the 18 classes' stratum, from the columns, for a model of one attribute: the same folds)."""
+    t = task_of(df)
+    if attribute_index(t) is not None: stratum = df['gender'].to_numpy() * 3 + age_group(df['age'].to_numpy())
+    elif t.attributes: _, g, a = decode(df['label'].to_numpy()); stratum = g * 3 + a
     else: stratum = df['label'].to_numpy()
     p = pd.DataFrame(dict(person=df['person'].to_numpy(), stratum=stratum)).drop_duplicates('person')
     if p['person'].duplicated().any():
@@ -155,6 +159,7 @@ _RUN_KEYS_FREE = ('device', 'workers', 'out', 'fold')   # options that may diffe
 def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = False, progress: bool = True,
            task: Task | None = None) -> dict:   # the classes (default: `task_of(df)`, from the reader)
     "Train every fold of a person-level K-fold split into `out/fold<k>` and score the out-of-fold predictions."
+    df = for_task(df, cfg.task)                            # a model of one attribute: its labels
     out, task = Path(out), task or task_of(df)
     if resume:
         if not (out / 'config.yaml').exists():

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 import numpy as np
 from scipy.stats import rankdata
-from .labels import N_CLASSES, N_MASK, N_GENDER, N_AGE, decode, encode, marginals, joint, macro_f1
+from .labels import ATTRIBUTES, N_CLASSES, N_MASK, N_GENDER, N_AGE, decode, encode, marginals, joint, macro_f1
 
 # %% auto #0
 __all__ = ['member_weights', 'stack_probs', 'stack_labels', 'hard_vote', 'soft_vote', 'gmean_vote', 'rank_vote',
-           'attribute_soft_vote', 'attribute_hard_vote', 'Selection', 'greedy_select', 'average_state_dicts',
+           'attribute_soft_vote', 'attribute_hard_vote', 'compose', 'Selection', 'greedy_select', 'average_state_dicts',
            'bootstrap_people', 'samme_step', 'resample_rows']
 
 # %% ../nbs/16_ensemble.ipynb #fcce37ec
@@ -95,6 +95,21 @@ def attribute_hard_vote(labels, weights=None) -> np.ndarray:
     "Decode each member's labels to mask, gender and age, hard-vote each, and encode the winners."
     a = stack_labels(labels)
     return encode(*(hard_vote(attr, weights, n_classes=k) for attr, k in zip(decode(a), (N_MASK, N_GENDER, N_AGE))))
+
+# %% ../nbs/16_ensemble.ipynb #7e82e893
+def compose(mask_probs,      # (N, 3) probabilities of a mask model
+            gender_probs,    # (N, 2) of a gender model
+            age_probs,       # (N, 3) of an age model
+           ) -> np.ndarray:
+    "18-class probabilities `(N, 18)` of three one-attribute models: the product of their answers, in label order."
+    parts = [np.asarray(p, dtype=float) for p in (mask_probs, gender_probs, age_probs)]
+    for name, p, k in zip(ATTRIBUTES, parts, (N_MASK, N_GENDER, N_AGE)):
+        if p.ndim != 2 or p.shape[1] != k:
+            raise ValueError(f'{name} probabilities: expected shape (N, {k}), got {p.shape}')
+    if len({len(p) for p in parts}) > 1:
+        raise ValueError(f'mask, gender and age probabilities cover {[len(p) for p in parts]} images: composing '
+                         'needs the answers of the three models for the same images')
+    return joint(*parts)
 
 # %% ../nbs/16_ensemble.ipynb #bfe900b7
 class Selection(NamedTuple):

@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 from .labels import macro_f1
 from .config import Config, ConfigError, config_from_dict, save_config
 from .models import check_model_name
-from .runs import check_same_config, new_run_dir
+from .layout import task_of
+from .runs import check_same_config, new_run_dir, save_task
 from .train import train_run
 from .cv import folds_for, save_folds, score_oof, split_for, train_fold
 from .ensemble import bootstrap_people
@@ -198,6 +199,7 @@ def _holdout_trial(trial, cfg: Config, split, d: Path, progress: bool) -> float:
 
 def _cv_trial(trial, cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, d: Path, progress: bool) -> float:
     save_folds(folds, d / 'folds.csv'); save_config(cfg, d / 'config.yaml')   # a CV folder run_cv(resume=True) ends
+    save_task(task_of(df), d)                                                  # score_oof reads the classes there
     for f in sorted(folds['fold'].unique()):
         done = json.loads((train_fold(cfg, df, folds, int(f), d, progress=progress) / 'done.json').read_text())
         _report(trial, int(f) + 1, done['best_f1'], 'fold')

@@ -12,9 +12,10 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 # %% auto #0
 __all__ = ['N_MASK', 'N_GENDER', 'N_AGE', 'N_CLASSES', 'MASK_NAMES', 'GENDER_NAMES', 'AGE_NAMES', 'YOUNG_AGE', 'OLD_AGE',
-           'MASK_STEMS', 'CLASS_NAMES', 'PROB_COLS', 'MASK_TASK', 'Mask', 'Gender', 'AgeGroup', 'mask_from_stem',
-           'gender_from_str', 'age_group', 'encode', 'decode', 'class_name', 'prob_cols', 'short_name', 'Task',
-           'marginals', 'joint', 'macro_f1', 'scores', 'confusion', 'few', 'frequency_weights']
+           'MASK_STEMS', 'CLASS_NAMES', 'PROB_COLS', 'MASK_TASK', 'ATTRIBUTES', 'TASK_CHOICES', 'Mask', 'Gender',
+           'AgeGroup', 'mask_from_stem', 'gender_from_str', 'age_group', 'encode', 'decode', 'class_name', 'prob_cols',
+           'short_name', 'Task', 'attribute_task', 'attribute_index', 'marginals', 'joint', 'macro_f1', 'scores',
+           'confusion', 'few', 'frequency_weights']
 
 # %% ../nbs/00_labels.ipynb #ad777390
 class Mask(IntEnum):
@@ -138,6 +139,21 @@ class Task:
 
 MASK_TASK = Task('mask', CLASS_NAMES, (('mask', MASK_NAMES), ('gender', GENDER_NAMES), ('age', AGE_NAMES)),
                  tuple(short_name(c) for c in range(N_CLASSES)))
+
+# %% ../nbs/00_labels.ipynb #19e1b3ed
+ATTRIBUTES = ('mask', 'gender', 'age')      # the attributes, in the order of `decode`
+TASK_CHOICES = ('all', *ATTRIBUTES)         # what a model can predict: all 18 classes, or one attribute
+
+def attribute_task(name: str) -> Task:
+    "The task of one attribute alone (`mask` 3 classes, `gender` 2, `age` 3); `all` is the competition's 18 classes."
+    if name == 'all': return MASK_TASK
+    if name not in ATTRIBUTES: raise ValueError(f'unknown task {name!r}: expected one of {list(TASK_CHOICES)}')
+    names = dict(mask=MASK_NAMES, gender=GENDER_NAMES, age=AGE_NAMES)[name]
+    return Task(f'{name} only', names, ((name, names),))
+
+def attribute_index(task: Task) -> int | None:
+    "Which attribute (0 mask, 1 gender, 2 age) a one-attribute task predicts; None for any other task."
+    return next((i for i, a in enumerate(ATTRIBUTES) if task == attribute_task(a)), None)
 
 # %% ../nbs/00_labels.ipynb #41e793ee
 def _sum(x, axes):

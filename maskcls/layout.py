@@ -15,13 +15,14 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .labels import MASK_STEMS, MASK_TASK, OLD_AGE, Gender, Mask, Task, age_group, encode, gender_from_str
+from .labels import (ATTRIBUTES, MASK_STEMS, MASK_TASK, OLD_AGE, Gender, Mask, Task, age_group, attribute_index,
+                            attribute_task, decode, encode, gender_from_str)
 
 # %% auto #0
 __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER_FIXES', 'MASK_SWAP_IDS', 'Problem',
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
            'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'eval_root', 'read_eval',
-           'read_image_folder', 'task_of', 'read_images', 'disk_full', 'atomic_write']
+           'read_image_folder', 'task_of', 'for_task', 'read_images', 'disk_full', 'atomic_write']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -301,6 +302,23 @@ def task_of(df: pd.DataFrame) -> Task:
         raise ValueError(f"labels go up to {int(df['label'].max())} but task {t.name!r} has {t.n_classes} classes: "
                          "read the data with read_train or read_image_folder, which record it in df.attrs['task']")
     return t
+
+# %% ../nbs/01_layout.ipynb #b10d159b
+def for_task(df: pd.DataFrame, task='all') -> pd.DataFrame:
+    """`df` with `label` the code of one attribute, for a model of task `task` (a name in `TASK_CHOICES` or a
+    `Task`); `all`, the 18 classes, or a table already of that task comes back as it is."""
+    if isinstance(task, Task):
+        i = attribute_index(task)
+        if i is None: return df
+        task = ATTRIBUTES[i]
+    target, have = attribute_task(task), task_of(df)
+    if task == 'all' or have == target: return df
+    if have != MASK_TASK:
+        raise ValueError(f"task {task!r} takes the competition's 18 classes apart, but this table holds task "
+                         f"{have.name!r} ({', '.join(have.classes[:5])}...): use task all")
+    out = df.assign(label=decode(df['label'].to_numpy())[ATTRIBUTES.index(task)]) if 'label' in df else df.copy()
+    out.attrs = {**df.attrs, 'task': target}
+    return out
 
 # %% ../nbs/01_layout.ipynb #fca80809
 def read_images(root, classes=None, exts=IMG_EXTS) -> pd.DataFrame:

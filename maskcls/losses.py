@@ -8,12 +8,12 @@ import difflib, inspect
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .labels import N_CLASSES, decode, frequency_weights, marginals
+from .labels import N_AGE, N_CLASSES, N_GENDER, N_MASK, decode, frequency_weights, marginals
 from .models import ThreeHeadOutput, class_log_probs
 
 # %% auto #0
-__all__ = ['LOSSES', 'soft_targets', 'weighted_mean', 'CrossEntropy', 'inverse_frequency_weights', 'FocalLoss', 'SoftF1Loss',
-           'attribute_targets', 'ThreeHeadLoss', 'make_loss']
+__all__ = ['LOSSES', 'soft_targets', 'smooth_targets', 'weighted_mean', 'CrossEntropy', 'inverse_frequency_weights', 'FocalLoss',
+           'SoftF1Loss', 'attribute_targets', 'ThreeHeadLoss', 'make_loss', 'ordinal_spread', 'age_spread']
 
 # %% ../nbs/08_losses.ipynb #3a605548
 def soft_targets(target: Tensor, n: int) -> Tensor:
@@ -33,28 +33,45 @@ def _weight(weight, n: int, like: Tensor):
     if len(weight) != n: raise ValueError(f'{len(weight)} class weights for {n} classes: give one weight per class')
     return weight.to(like.device, like.dtype)
 
+def _spread(spread, n: int, like: Tensor):
+    if spread is None: return None
+    if tuple(spread.shape) != (n, n):
+        raise ValueError(f'a smoothing spread of shape {tuple(spread.shape)} for {n} classes: expected ({n}, {n})')
+    return spread.to(like.device, like.dtype)
+
+def smooth_targets(y: Tensor, smoothing: float, spread=None) -> Tensor:
+    "`(1 - s) y + s / C` (uniform smoothing), or `(1 - s) y + s y @ spread` when a `(C, C)` spread is given."
+    if spread is None: return y * (1 - smoothing) + smoothing / y.shape[-1]
+    return y * (1 - smoothing) + smoothing * (y @ spread)
+
 def weighted_mean(cost: Tensor,      # (N, C) per-class cost, e.g. -log p
                   y: Tensor,         # (N, C) targets (rows sum to 1)
                   weight=None,       # (C,) class weights or None
                   smoothing: float = 0.,
+                  spread=None,       # (C, C) where each class's smoothing goes (rows sum to 1); None: uniform
                  ) -> Tensor:
     "Batch loss `sum_n sum_c w_c y'_nc cost_nc / sum_n sum_c w_c y_nc`, with `y'` the smoothed targets."
-    ys = y * (1 - smoothing) + smoothing / y.shape[-1] if smoothing else y
+    ys = smooth_targets(y, smoothing, spread) if smoothing else y
     if weight is None: return (ys * cost).sum() / y.sum()
     return (weight * ys * cost).sum() / (weight * y).sum()
+
+def _buffer(x): return None if x is None else torch.as_tensor(x, dtype=torch.float32)
 
 class CrossEntropy(nn.Module):
     "Cross entropy for hard or soft targets, with class weights and label smoothing."
     def __init__(self, weight=None,            # (C,) class weights, e.g. from `inverse_frequency_weights`
-                 smoothing: float = 0.):       # label smoothing, 0..1
+                 smoothing: float = 0.,        # label smoothing, 0..1
+                 spread=None):                 # (C, C) where the smoothing goes, e.g. `age_spread()`; None: uniform
         super().__init__()
         if not 0 <= smoothing < 1: raise ValueError(f'smoothing={smoothing} must be in [0, 1)')
-        self.register_buffer('weight', None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        self.register_buffer('weight', _buffer(weight))
+        self.register_buffer('spread', _buffer(spread))
         self.smoothing = smoothing
     def forward(self, out, target: Tensor) -> Tensor:
         logp = class_log_probs(out).float()
-        return weighted_mean(-logp, soft_targets(target, logp.shape[-1]), _weight(self.weight, logp.shape[-1], logp),
-                             self.smoothing)
+        n = logp.shape[-1]
+        return weighted_mean(-logp, soft_targets(target, n), _weight(self.weight, n, logp), self.smoothing,
+                             _spread(self.spread, n, logp))
 
 # %% ../nbs/08_losses.ipynb #c46d97c9
 def inverse_frequency_weights(labels,                    # class numbers (array or tensor)
@@ -70,16 +87,19 @@ class FocalLoss(nn.Module):
     "Focal loss `-sum_c w_c y_c (1 - p_c)**gamma log p_c` for hard or soft targets."
     def __init__(self, gamma: float = 2.,      # focusing power; 0 gives cross entropy
                  weight=None,                  # (C,) class weights (the paper's alpha)
-                 smoothing: float = 0.):       # label smoothing, 0..1
+                 smoothing: float = 0.,        # label smoothing, 0..1
+                 spread=None):                 # (C, C) where the smoothing goes; None: uniform
         super().__init__()
         if gamma < 0: raise ValueError(f'gamma={gamma} must be >= 0')
         self.gamma, self.smoothing = gamma, smoothing
-        self.register_buffer('weight', None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+        self.register_buffer('weight', _buffer(weight))
+        self.register_buffer('spread', _buffer(spread))
     def forward(self, out, target: Tensor) -> Tensor:
         logp = class_log_probs(out).float()
+        n = logp.shape[-1]
         cost = -(1 - logp.exp()).clamp(min=0) ** self.gamma * logp
-        return weighted_mean(cost, soft_targets(target, logp.shape[-1]), _weight(self.weight, logp.shape[-1], logp),
-                             self.smoothing)
+        return weighted_mean(cost, soft_targets(target, n), _weight(self.weight, n, logp), self.smoothing,
+                             _spread(self.spread, n, logp))
 
 # %% ../nbs/08_losses.ipynb #7fa1a7ec
 class SoftF1Loss(nn.Module):
@@ -106,6 +126,7 @@ class ThreeHeadLoss(nn.Module):
     def __init__(self, base: str = 'ce',               # per-head loss: a name in `LOSSES`
                  weights=(1., 1., 1.),                 # weights of the mask, gender and age losses
                  class_weights=None,                   # None, or per-head class weights {'age': [...], ...}
+                 spreads=None,                         # None, or per-head smoothing spreads {'age': ordinal_spread()}
                  **kwargs):                            # options of the per-head loss, e.g. gamma, smoothing
         super().__init__()
         if base not in LOSSES or base == 'three_head':
@@ -113,12 +134,13 @@ class ThreeHeadLoss(nn.Module):
                              f'{[k for k in LOSSES if k != "three_head"]}')
         if 'weight' in kwargs:
             raise ValueError('the three-head loss takes class weights per head: class_weights={"age": [...], ...}')
-        cw = class_weights or {}
-        if set(cw) - set(self.names):
-            raise ValueError(f'class_weights has unknown heads {sorted(set(cw) - set(self.names))}: expected '
-                             f'{self.names}')
+        cw, sp = class_weights or {}, spreads or {}
+        for what, d in (('class_weights', cw), ('spreads', sp)):
+            if set(d) - set(self.names):
+                raise ValueError(f'{what} has unknown heads {sorted(set(d) - set(self.names))}: expected {self.names}')
         if len(weights) != 3: raise ValueError(f'weights={weights}: expected 3 weights (mask, gender, age)')
-        extra = {h: ({'weight': cw[h]} if h in cw else {}) for h in self.names}
+        extra = {h: ({'weight': cw[h]} if h in cw else {}) | ({'spread': sp[h]} if h in sp else {})
+                 for h in self.names}
         self.losses = nn.ModuleDict({h: make_loss(base, **kwargs, **extra[h]) for h in self.names})
         self.weights = tuple(float(w) for w in weights)
     names = ('mask', 'gender', 'age')
@@ -144,3 +166,17 @@ def make_loss(name: str, **kwargs) -> nn.Module:
         bad = [k for k in kwargs if k not in params]
         if bad: raise ValueError(f'loss {name!r} has no option {bad[0]!r}: its options are {list(params)}')
     return LOSSES[name](**kwargs)
+
+# %% ../nbs/08_losses.ipynb #0784d3ce
+def ordinal_spread(n: int = N_AGE) -> Tensor:
+    "`(n, n)` spread of smoothing over `n` ordered classes: only to the neighbours, in halves when there are two."
+    if n < 2: raise ValueError(f'ordinal smoothing needs at least 2 ordered classes, got {n}')
+    s = torch.zeros(n, n)
+    for i in range(n):
+        nb = [j for j in (i - 1, i + 1) if 0 <= j < n]
+        s[i, nb] = 1 / len(nb)
+    return s
+
+def age_spread() -> Tensor:
+    "`(18, 18)` spread: each class's smoothing goes to the classes of the same mask and gender one age group away."
+    return torch.kron(torch.eye(N_MASK * N_GENDER), ordinal_spread(N_AGE))   # age is the last digit of a class

@@ -8,15 +8,15 @@ import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .labels import N_CLASSES, few, prob_cols
+from .labels import ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, prob_cols
 from .runs import write_csv
-from .ensemble import (attribute_hard_vote, attribute_soft_vote, gmean_vote, greedy_select, hard_vote, rank_vote,
-                              soft_vote)
+from .ensemble import (attribute_hard_vote, attribute_soft_vote, compose, gmean_vote, greedy_select, hard_vote,
+                              rank_vote, soft_vote)
 
 # %% auto #0
 __all__ = ['ID', 'ANS', 'ENSEMBLE_METHODS', 'check_ids', 'read_info', 'check_probs', 'write_predictions', 'read_predictions',
            'write_submission', 'predictions_to_submission', 'check_answers', 'read_submission', 'read_oof_probs',
-           'ensemble_files']
+           'ensemble_files', 'compose_files', 'compose_oof']
 
 # %% ../nbs/17_submission.ipynb #201d7116
 ID, ANS = 'ImageID', 'ans'
@@ -243,3 +243,58 @@ def ensemble_files(files, method: str = 'soft', weights=None, oof=None, info=Non
         res['labels'] = (attribute_hard_vote(L, weights) if method == 'per-attribute'
                          else hard_vote(L, weights, n_classes=n))
     return res
+
+# %% ../nbs/17_submission.ipynb #7950f742
+_PARTS = tuple(zip(ATTRIBUTES, (N_MASK, N_GENDER, N_AGE)))
+
+def _check_three(files, counts):
+    "Three files, each with its attribute's number of probability columns (`counts`, 0 for none)."
+    if len(files) != 3:
+        raise ValueError(f'composing takes 3 files, mask, gender and age, in that order; got {len(files)}')
+    for f, (name, k), c in zip(files, _PARTS, counts):
+        if c != k:
+            raise ValueError(f'{f}: a {name} file holds {k} probability columns p0..p{k - 1}, this one holds {c}: '
+                             'pass the files of the mask, gender and age models, in that order')
+
+def compose_files(files,          # prediction files (ImageID,p0..) of a mask, a gender and an age model, in that order
+                  info=None,      # info.csv path or DataFrame, or ids: check the ids and return rows in this order
+                 ) -> dict:
+    "Ids, 18-class probabilities and labels composed from three one-attribute prediction files."
+    _check_three(files, [_n_prob_cols(f) for f in files])
+    parts = [read_predictions(f, expected=info, n_classes=k) for f, (_, k) in zip(files, _PARTS)]
+    ids = parts[0].index.to_numpy(str)
+    for f, m in zip(files[1:], parts[1:]):
+        missing, extra = pd.Index(ids).difference(m.index), m.index.difference(pd.Index(ids))
+        if len(missing) or len(extra):
+            raise ValueError(f'{f} covers other images than {files[0]}: {len(missing)} of its ImageIDs are missing '
+                             f'({few(missing)}), {len(extra)} are extra ({few(extra)}): compose the predictions of '
+                             'the same images')
+    probs = compose(*(m.loc[ids].to_numpy() for m in parts))
+    return dict(ids=ids, probs=probs, labels=probs.argmax(-1))
+
+def _oof_cols(path) -> int:
+    "How many probability columns p0, p1, ... an OOF file has."
+    cols = set(pd.read_csv(path, nrows=0).columns)
+    return next(k for k in range(len(cols) + 1) if f'p{k}' not in cols)
+
+def compose_oof(files) -> pd.DataFrame:
+    """One 18-class OOF table (path, label, the first file's other columns, p0..p17) from the OOF files of a mask, a
+    gender and an age model, rows matched by path."""
+    files = [Path(f) for f in files]
+    for f in files:
+        if not f.is_file(): raise FileNotFoundError(f'OOF file {str(f)!r} does not exist')
+    _check_three(files, [_oof_cols(f) for f in files])
+    parts = [read_oof_probs(f, k) for f, (_, k) in zip(files, _PARTS)]
+    paths = parts[0][0]
+    for f, (pth, y, _), (name, k) in zip(files, parts, _PARTS):
+        if len(y) and (y.min() < 0 or y.max() >= k):
+            raise ValueError(f'{f}: labels up to {y.max()}, but a {name} model has {k} classes: pass the OOF files '
+                             'of the mask, gender and age models, in that order')
+        if len(pth) != len(paths) or (pth != paths).any():
+            raise ValueError(f'{f} covers other images than {files[0]} ({len(pth)} against {len(paths)} rows): the '
+                             'three CV runs must be of the same training set')
+    first = pd.read_csv(files[0], dtype={'person': str}).sort_values('path')
+    out = first.drop(columns=['label'] + prob_cols(N_MASK)).reset_index(drop=True)
+    out.insert(1, 'label', encode(*(y for _, y, _ in parts)))
+    out[prob_cols()] = compose(*(p for _, _, p in parts))
+    return out

@@ -18,13 +18,14 @@ from fastcore.basics import patch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .labels import MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, Task, age_group, decode, encode, scores
-from .layout import task_of
+from .labels import (MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, Task, age_group, attribute_index,
+                            attribute_task, decode, encode, scores)
+from .layout import for_task, task_of
 from .augment import (IMAGENET_MEAN, IMAGENET_STD, Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise,
                              ResizedCrop)
 from .loader import SAMPLERS, Loader, pick_device
 from .models import create_model, freeze_backbone, unfreeze
-from .losses import inverse_frequency_weights, make_loss
+from .losses import age_spread, inverse_frequency_weights, make_loss, ordinal_spread
 from .config import Config
 from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, open_cache, rng_state, seed_everything,
                              set_rng_state)
@@ -260,15 +261,29 @@ def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
     if cfg.mix in ('mixup', 'both'): ops.append(MixUp(p=cfg.mix_p, alpha=cfg.mix_alpha))
     return Augment(*ops, n_classes=n_classes)   # mixing ops make soft targets over `n_classes`
 
-def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE) -> np.ndarray:
+def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE,
+                    task: Task | None = None) -> np.ndarray:   # default `task_of(df)`: 18 classes, or one attribute
     "Labels with the old group starting at `old_age` (the official labels when the table has no mask/gender/age)."
     if not {'mask', 'gender', 'age'} <= set(df.columns): return df['label'].to_numpy()
-    return encode(df['mask'].to_numpy(), df['gender'].to_numpy(), age_group(df['age'].to_numpy(), old_age))
+    y = encode(df['mask'].to_numpy(), df['gender'].to_numpy(), age_group(df['age'].to_numpy(), old_age))
+    i = attribute_index(task or task_of(df))
+    return y if i is None else decode(y)[i]
 
-def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES) -> nn.Module:
+def _ordinal(cfg: Config, task: Task) -> dict:
+    "The loss options of `cfg.age_smoothing`: a spread over the age groups where the task has them."
+    if cfg.age_smoothing != 'ordinal' or cfg.loss not in ('ce', 'focal'): return {}
+    if cfg.heads == 'three': return dict(spreads={'age': ordinal_spread()})
+    if task == MASK_TASK: return dict(spread=age_spread())
+    if task == attribute_task('age'): return dict(spread=ordinal_spread())
+    return {}                                         # mask or gender alone: no order, uniform smoothing
+
+def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES,
+                     task: Task | None = None) -> nn.Module:   # default: the 18 classes if n_classes is 18
     "The loss `cfg` names, with class weights from the training `labels` when asked for."
+    task = task or (MASK_TASK if n_classes == N_CLASSES else Task.from_classes(range(n_classes)))
     kw = dict(smoothing=cfg.label_smoothing) if cfg.loss in ('ce', 'focal') else {}
     if cfg.loss == 'focal': kw['gamma'] = cfg.focal_gamma
+    kw.update(_ordinal(cfg, task))
     power = dict(none=0, balanced=1.0, sqrt=0.5)[cfg.class_weights]
     if power and cfg.loss == 'f1':
         raise ValueError('class_weights: the soft-F1 loss already weighs classes equally; use class_weights none')
@@ -285,7 +300,10 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
               task: Task | None = None) -> dict:   # the classes (default: `task_of(train_df)`, from the reader)
     """Train on `train_df`, validate on `valid_df` (official labels), write `run_dir`; return history, best score and
     validation probabilities."""
+    train_df, valid_df = for_task(train_df, cfg.task), for_task(valid_df, cfg.task)   # one attribute: its labels
     task = task or task_of(train_df)
+    if cfg.task != 'all' and task != attribute_task(cfg.task):
+        raise ValueError(f'task {task.name!r} was given, but the config asks for task {cfg.task!r}')
     for d, what in ((train_df, 'training'), (valid_df, 'validation')):
         if len(d) and int(d['label'].max()) >= task.n_classes:
             raise ValueError(f"{what} labels go up to {int(d['label'].max())}, "
@@ -301,7 +319,7 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
         dist.barrier()                                              # process 0 has built the cache
         cache = open_cache(cfg, [], build=False)
     Load = partial(ShardedLoader, rank=rank, world=world) if world > 1 else Loader
-    tr = train_df.assign(label=training_labels(train_df, cfg.old_age))
+    tr = train_df.assign(label=training_labels(train_df, cfg.old_age, task))
     sampler = None if cfg.sampler == 'none' else SAMPLERS[cfg.sampler]
     n_epoch = cfg.epoch_len or len(tr)
     train_dl = Load(tr, cache, bs=cfg.batch_size, train=True, tfm=augment_from_config(cfg, task.n_classes),
@@ -310,8 +328,8 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
                     drop_last=n_epoch >= 2 * cfg.batch_size)   # a small set keeps its only (partial) batch
     valid_dl = Load(valid_df, cache, bs=cfg.batch_size * 2, device=device)
     model = create_model(cfg.model, cfg.weights or None, cfg.heads, n_classes=task.n_classes)
-    trainer = Trainer(model, loss_from_config(cfg, tr['label'], task.n_classes), cfg, train_dl, valid_dl, run_dir,
-                      device,
+    trainer = Trainer(model, loss_from_config(cfg, tr['label'], task.n_classes, task), cfg, train_dl, valid_dl,
+                      run_dir, device,
                       progress=progress, on_epoch=on_epoch, task=task)
     if resume: trainer.load_state(run_dir)
     trainer.fit()

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from .labels import MASK_TASK, N_CLASSES, Task, scores
+from .layout import for_task
 from .augment import IMAGENET_MEAN, IMAGENET_STD, affine_theta, denormalize, normalize, warp
 from .loader import Loader, pick_device
 from .config import load_config
@@ -199,5 +200,6 @@ def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, 
         vp[:, torch.from_numpy(rows)] = r['member_views'][0]
     if len(dirs) != int(fi.max()) + 1:
         raise ValueError(f'{cv_dir} has {len(dirs)} finished folds of {int(fi.max()) + 1}: finish the CV first')
-    res = TTAResult(merge_probs(vp, 'mean'), vp, torch.tensor(df['label'].to_numpy()), names)
+    y = for_task(df, task)['label'].to_numpy()                 # a run of one attribute is scored on its codes
+    res = TTAResult(merge_probs(vp, 'mean'), vp, torch.tensor(y), names)
     return tta_scores(res, merges, task)
