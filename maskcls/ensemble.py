@@ -7,12 +7,16 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 import numpy as np
 from scipy.stats import rankdata
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from .labels import N_CLASSES, N_MASK, N_GENDER, N_AGE, decode, encode, marginals, joint, macro_f1
 
 # %% auto #0
 __all__ = ['member_weights', 'stack_probs', 'stack_labels', 'hard_vote', 'soft_vote', 'gmean_vote', 'rank_vote',
            'attribute_soft_vote', 'attribute_hard_vote', 'Selection', 'greedy_select', 'average_state_dicts',
-           'bootstrap_people', 'samme_step', 'resample_rows']
+           'bootstrap_people', 'samme_step', 'stack_features', 'group_folds', 'meta_learner', 'Stack', 'fit_stack',
+           'stack_predict', 'resample_rows']
 
 # %% ../nbs/16_ensemble.ipynb #fcce37ec
 def member_weights(weights, n: int) -> np.ndarray:
@@ -166,6 +170,65 @@ def samme_step(sample_weight,           # (N,) current sample weights
     if alpha <= 0: return alpha, w / w.sum()                      # no better than chance: do not reweight
     w = w * np.exp(alpha * ~ok)
     return alpha, w / w.sum()
+
+# %% ../nbs/16_ensemble.ipynb #0ba06ba7
+def stack_features(probs, eps: float = 1e-7) -> np.ndarray:
+    "Members' probabilities `(M, N, C)` as meta-features `(N, M * C)`: their log-probabilities side by side."
+    p = stack_probs(probs)
+    return np.log(np.clip(p, eps, None)).transpose(1, 0, 2).reshape(p.shape[1], -1)
+
+def group_folds(groups,                 # (N,) the group (person) of every row
+                k: int = 5, seed: int = 0) -> np.ndarray:
+    "Fold 0..k-1 of every row: each group (person) whole in one fold, the groups dealt to the folds at random."
+    people, inv = np.unique(np.asarray(groups), return_inverse=True)
+    if len(people) < k: raise ValueError(f'{len(people)} people (groups) cannot make {k} folds')
+    return (np.random.default_rng(seed).permutation(len(people)) % k)[inv]
+
+def meta_learner(C: float = 1.0,         # inverse regularisation strength of the logistic regression
+                 class_weight=None):     # None, or 'balanced' to weigh rare classes up
+    "The stacking meta-learner: standardised features into a multinomial logistic regression."
+    return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight=class_weight, max_iter=3000))
+
+def _meta_probs(model, X, n_classes: int) -> np.ndarray:
+    "(N, n_classes) probabilities of a fitted meta-learner; classes it never saw get 0."
+    p = np.zeros((len(X), n_classes)); p[:, model.classes_] = model.predict_proba(X)
+    return p
+
+# %% ../nbs/16_ensemble.ipynb #d7cd8fea
+class Stack(NamedTuple):
+    "A fitted stack: the meta-learner and its honest out-of-fold record."
+    model: object          # the meta-learner refitted on every OOF row
+    oof: np.ndarray        # (N, C) the meta-learner's own out-of-fold probabilities
+    score: float           # `score` (macro F1) of those out-of-fold probabilities
+    folds: np.ndarray      # (N,) the meta-learner's fold of each row (grouped by person)
+    n_classes: int
+
+def fit_stack(probs,                    # (n_members, N, C) out-of-fold probabilities of the members
+              y,                        # (N,) true labels
+              groups,                   # (N,) person of each row: the meta-learner's folds keep people whole
+              k: int = 5, C: float = 1.0, class_weight=None, seed: int = 0,
+              score: Callable = macro_f1,  # score(y, predicted labels), higher is better
+             ) -> Stack:
+    "Stacking: a logistic regression on the members' OOF log-probabilities, scored by its own grouped CV, then refit."
+    p, y, groups = stack_probs(probs), np.asarray(y).astype(np.int64), np.asarray(groups)
+    if not p.shape[1] == len(y) == len(groups):
+        raise ValueError(f'{p.shape[1]} OOF predictions, {len(y)} labels and {len(groups)} groups: one of each per image')
+    X, folds, n = stack_features(p), group_folds(groups, k, seed), p.shape[2]
+    oof = np.zeros((len(y), n))
+    for f in range(k):
+        va = folds == f
+        oof[va] = _meta_probs(meta_learner(C, class_weight).fit(X[~va], y[~va]), X[va], n)
+    return Stack(meta_learner(C, class_weight).fit(X, y), oof, float(score(y, oof.argmax(-1))), folds, n)
+
+def stack_predict(stack: Stack, probs) -> np.ndarray:
+    "The stack's probabilities `(N, C)` from the members' probabilities `(n_members, N, C)` of new images."
+    X = stack_features(probs)
+    want = stack.model.n_features_in_
+    if X.shape[1] != want:
+        raise ValueError(f'the stack was fitted on {want // stack.n_classes} members of {stack.n_classes} classes, '
+                         f'got {X.shape[1] // max(stack_probs(probs).shape[2], 1)} members: give the same members '
+                         'in the same order')
+    return _meta_probs(stack.model, X, stack.n_classes)
 
 # %% ../nbs/16_ensemble.ipynb #412b38e8
 def resample_rows(weights,              # (N,) sample weights: finite, >= 0, not all 0
