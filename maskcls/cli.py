@@ -25,6 +25,7 @@ from .runs import load_task, new_run_dir, resumable, run_dirs, write_csv, write_
 from .train import train_run
 from .cv import run_cv, split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
+from .pseudo import DEFAULT_THRESHOLDS, make_pseudo
 from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_files, write_predictions,
                                 write_submission)
 from .compare import write_compare_report
@@ -34,8 +35,8 @@ from .pages import write_index
 
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
-           'read_predict_data', 'cmd_predict', 'cmd_compose', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'cmd_runs',
-           'demo_table', 'cmd_demo', 'build_parser', 'main']
+           'read_predict_data', 'cmd_predict', 'cmd_compose', 'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo', 'cmd_compare',
+           'cmd_runs', 'demo_table', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
 def _summary(df) -> str:
@@ -221,9 +222,30 @@ def cmd_ensemble(a):
         sub = out if r['probs'] is None else out.with_name(out.stem + '_submission.csv')
         write_submission(sub, a.info, r['ids'], r['labels'])
     elif r['probs'] is None: write_csv(pd.DataFrame(dict(ImageID=r['ids'], ans=r['labels'])), out, index=False)
+    if a.method == 'stack':
+        print(f"stack of {len(a.files)} files -> {out}; out-of-fold macro F1: stack {r['oof_score']:.4f} (its own "
+              f"cross validation, grouped by person), soft vote {r['soft_oof_score']:.4f}, members "
+              f"{', '.join(f'{s:.4f}' for s in r['member_oof_scores'])}")
+        return
     print(f"{a.method} vote of {len(a.files)} files -> {out}"
           + (f"; weights {np.round(r['weights'], 3).tolist()}" if r['weights'] is not None else '')
           + (f"; OOF macro F1 of the selection {r['oof_score']:.4f}" if 'oof_score' in r else ''))
+
+def cmd_pseudo(a):
+    task = load_task(run_dirs(a.run)[0])
+    ev, _ = read_predict_data(a.data, task)
+    th = dict(mask=a.mask, gender=a.gender, age=a.age)
+    r = make_pseudo(a.run, ev, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
+    s, out = r['summary'], r['out']
+    passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())
+    print(f"kept {s['kept']} of {s['images']} images ({s['kept_share']:.0%}): every attribute reached its threshold "
+          f"(mask {a.mask:g}, gender {a.gender:g}, age {a.age:g}; passed: {passed})")
+    if 'answers' in s and s['kept']:
+        print(f"against {a.data} answers (synthetic data only): {s['answers']['kept_correct']:.1%} of the kept "
+              f"labels are right, {s['answers']['all_correct']:.1%} of all")
+    print(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: {out / 'pseudo.json'}; "
+          f"figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) ... --pseudo "
+          f"{out / 'pseudo.csv'}")
 
 def cmd_hpo(a):
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/hpo'}))
@@ -386,10 +408,19 @@ def _ensemble_args(p):
     p.add_argument('--method', default='soft', choices=ENSEMBLE_METHODS, help='how members vote')
     p.add_argument('--weights', default='', help='comma-separated member weights (default: equal)')
     p.add_argument('--oof', nargs='+', type=Path, default=None,
-                   help='greedy: one oof.csv per member, in the same order (default: none)')
+                   help='greedy and stack: one oof.csv per member, in the same order (default: none)')
     p.add_argument('--info', type=Path, default=None,
                    help='eval/info.csv: rows in its order, and a submission is written (default: none, rows as read)')
     p.add_argument('--out', required=True, type=Path, help='output file')
+
+def _pseudo_args(p):
+    _predict_args(p)
+    out = next(x for x in p._actions if x.dest == 'out')
+    out.required, out.default = False, Path('runs/pseudo')
+    out.help = 'folder to write: pseudo.csv, all.csv, pseudo.json, confidence.png (a new one if taken)'
+    for k, what in (('mask', 'mask'), ('gender', 'gender'), ('age', 'age group')):
+        p.add_argument(f'--{k}', type=float, default=DEFAULT_THRESHOLDS[k],
+                       help=f'keep an image only if the probability of its most probable {what} reaches this (0: any)')
 
 def _compare_args(p):
     p.add_argument('a', type=Path, help='first submission'); p.add_argument('b', type=Path, help='second submission')
@@ -454,8 +485,9 @@ COMMANDS = dict(   # name: (function, what it does, the function that adds its o
     train=(cmd_train, 'one training run: a person-level hold-out, or fold --fold of --folds', _train_args),
     cv=(cmd_cv, 'K-fold cross validation by person with out-of-fold predictions (--out is the CV folder)', _cv_args),
     predict=(cmd_predict, 'probabilities and a submission for eval images from a run or CV folder', _predict_args),
-    ensemble=(cmd_ensemble, 'vote over prediction files or submissions, or compose mask, gender and age models '
-                            '(--compose)', _ensemble_args),
+    ensemble=(cmd_ensemble, 'vote over prediction files or submissions, stack them, or compose mask, gender and age '
+                            'models (--compose)', _ensemble_args),
+    pseudo=(cmd_pseudo, 'pseudo-label images with a run or CV folder: a training table for --pseudo', _pseudo_args),
     compare=(cmd_compare, 'where two submissions disagree, with the photos, as an HTML page', _compare_args),
     hpo=(cmd_hpo, 'hyperparameter search with Optuna; --out is the search folder (study.db, trials, best_config.yaml)',
          _hpo_args),

@@ -47,6 +47,8 @@ class Config:
     folds: int = _opt(5, 'number of cross-validation folds', min=1)
     fold: int = _opt(-1, 'train on one fold of the K-fold split (-1: a single person-level hold-out split)', min=-1)
     folds_file: str = _opt('', 'folds.csv (person,fold) to reuse the same split across experiments')
+    pseudo: str = _opt('', 'pseudo.csv of `maskcls pseudo`: pseudo-labelled images added to the training part of '
+                           'every split, never to validation')
     # sampling
     sampler: str = _opt('none', 'per-epoch sampling against imbalance', ['none', 'weighted', 'under', 'over'])
     sample_by_person: bool = _opt(False, 'sample people rather than images')

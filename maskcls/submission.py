@@ -8,15 +8,16 @@ import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .labels import ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, prob_cols
+from .labels import ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, macro_f1, prob_cols
 from .runs import write_csv
-from .ensemble import (attribute_hard_vote, attribute_soft_vote, compose, gmean_vote, greedy_select, hard_vote,
-                              rank_vote, soft_vote)
+from .ensemble import (attribute_hard_vote, attribute_soft_vote, compose, fit_stack, gmean_vote, greedy_select,
+                              hard_vote, rank_vote, soft_vote, stack_predict)
+
 
 # %% auto #0
 __all__ = ['ID', 'ANS', 'ENSEMBLE_METHODS', 'check_ids', 'read_info', 'check_probs', 'write_predictions', 'read_predictions',
            'write_submission', 'predictions_to_submission', 'check_answers', 'read_submission', 'read_oof_probs',
-           'ensemble_files', 'compose_files', 'compose_oof']
+           'read_oof_members', 'ensemble_files', 'compose_files', 'compose_oof']
 
 # %% ../nbs/17_submission.ipynb #201d7116
 ID, ANS = 'ImageID', 'ans'
@@ -176,7 +177,7 @@ def read_submission(path,
     return out.loc[want] if want is not None else out
 
 # %% ../nbs/17_submission.ipynb #c7072ee7
-ENSEMBLE_METHODS = ('soft', 'hard', 'gmean', 'rank', 'per-attribute', 'greedy')
+ENSEMBLE_METHODS = ('soft', 'hard', 'gmean', 'rank', 'per-attribute', 'greedy', 'stack')
 
 def _n_prob_cols(path) -> int:
     "C when the file's header is `ImageID,p0..p{C-1}` (a prediction file), else 0 (a submission)."
@@ -190,13 +191,32 @@ def _read_member(path, info, n_classes: int = N_CLASSES):
 
 def read_oof_probs(path, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     "Paths, labels and (N, n_classes) probabilities of an OOF file (`oof.csv` of a CV folder), sorted by path."
-    df = pd.read_csv(path)
-    cols = prob_cols(n_classes)
-    miss = [c for c in ['path', 'label'] + cols if c not in df.columns]
+    df = _read_oof(path, n_classes)
+    return df['path'].to_numpy(), df['label'].to_numpy(int), df[prob_cols(n_classes)].to_numpy(float)
+
+def _read_oof(path, n_classes: int, need=()) -> pd.DataFrame:
+    "An OOF file as a table sorted by path, its columns checked."
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"OOF file {str(path)!r} does not exist: pass each member's oof.csv (written by "
+                                "maskcls cv in its CV folder)")
+    df = pd.read_csv(path, dtype={'person': str})
+    miss = [c for c in ['path', 'label', *need] + prob_cols(n_classes) if c not in df.columns]
     if miss:
         raise ValueError(f'{path}: not an out-of-fold file (missing columns {miss[:3]}): pass a CV folder\'s oof.csv')
-    df = df.sort_values('path')
-    return df['path'].to_numpy(), df['label'].to_numpy(int), df[cols].to_numpy(float)
+    return df.sort_values('path', ignore_index=True)
+
+def read_oof_members(files, n_classes: int = N_CLASSES, need=()) -> tuple[pd.DataFrame, np.ndarray]:
+    """The members' OOF files, checked to cover the same images with the same labels: the first file's table (sorted
+    by path) and the probabilities `(n_members, N, n_classes)`."""
+    tabs = [_read_oof(f, n_classes, need) for f in files]
+    for f, t in zip(files[1:], tabs[1:]):
+        if len(t) != len(tabs[0]) or (t['path'].to_numpy() != tabs[0]['path'].to_numpy()).any():
+            raise ValueError(f'{f} covers other images than {files[0]}: OOF files must come from the same training '
+                             'set')
+        if (t['label'].to_numpy() != tabs[0]['label'].to_numpy()).any():
+            raise ValueError(f'{f} and {files[0]} give some images different labels: the members were trained with '
+                             'other label options (fix_labels?)')
+    return tabs[0], np.stack([t[prob_cols(n_classes)].to_numpy(float) for t in tabs])
 
 def ensemble_files(files, method: str = 'soft', weights=None, oof=None, info=None) -> dict:
     """Vote over member files (prediction files or submissions); returns ids, labels, probabilities (when soft) and
@@ -221,17 +241,25 @@ def ensemble_files(files, method: str = 'soft', weights=None, oof=None, info=Non
         raise ValueError(f'{method} voting needs probabilities, but {bad} hold only classes: use --method hard or '
                          'per-attribute, or pass prediction files')
     res = dict(ids=ids, weights=None if weights is None else list(map(float, weights)), probs=None)
-    if method == 'greedy':
+    if method in ('greedy', 'stack'):
         if not oof or len(oof) != len(files):
-            raise ValueError(f'greedy selection needs one OOF file per member ({len(files)}), got {len(oof or [])}')
-        o = [read_oof_probs(f, n) for f in oof]
-        for f, (pth, y, _) in zip(oof[1:], o[1:]):
-            if len(pth) != len(o[0][0]) or (pth != o[0][0]).any():
-                raise ValueError(f'{f} covers other images than {oof[0]}: OOF files must come from the same training '
-                                 'set')
-        sel = greedy_select(np.stack([p for _, _, p in o]), o[0][1])
+            raise ValueError(f'{method} needs one OOF file per member ({len(files)}), in the same order, got '
+                             f'{len(oof or [])}')
+        if method == 'stack' and weights is not None:
+            raise ValueError('stack learns how to combine the members: give no weights')
+        tab, P_oof = read_oof_members(oof, n, need=('person',) if method == 'stack' else ())
+        y_oof = tab['label'].to_numpy(int)
+    if method == 'greedy':
+        sel = greedy_select(P_oof, y_oof)
         res.update(weights=sel.weights.tolist(), oof_score=sel.score)
         weights, method = sel.weights, 'soft'
+    if method == 'stack':
+        st = fit_stack(P_oof, y_oof, tab['person'].to_numpy())
+        res['probs'] = stack_predict(st, np.stack([pick(m) for _, m in members]))
+        res.update(labels=res['probs'].argmax(-1), oof_score=st.score,
+                   member_oof_scores=[macro_f1(y_oof, p.argmax(-1)) for p in P_oof],
+                   soft_oof_score=macro_f1(y_oof, soft_vote(P_oof).argmax(-1)))
+        return res
     if kinds == {'probs'}:
         P = np.stack([pick(m) for _, m in members])
         vote = dict(soft=soft_vote, gmean=gmean_vote, rank=rank_vote, **{'per-attribute': attribute_soft_vote})

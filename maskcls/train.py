@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_train.ipynb #0829b08e
 from __future__ import annotations
-import math, time
+import math, os, time
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from .labels import (MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, Task, age_group, attribute_index,
-                            attribute_task, decode, encode, scores)
+                            attribute_task, decode, encode, few, scores)
 from .layout import for_task, task_of
 from .augment import (IMAGENET_MEAN, IMAGENET_STD, Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise,
                              ResizedCrop)
@@ -34,7 +34,7 @@ from .runs import RunLogger, load_best, load_checkpoint, load_last, save_checkpo
 
 # %% auto #0
 __all__ = ['param_groups', 'make_optimizer', 'lr_factor', 'make_scheduler', 'make_ema', 'Trainer', 'augment_from_config',
-           'training_labels', 'loss_from_config', 'train_run']
+           'training_labels', 'loss_from_config', 'train_run', 'read_pseudo', 'check_pseudo']
 
 # %% ../nbs/13_train.ipynb #b7cbdf5f
 def param_groups(model: nn.Module, weight_decay: float) -> list:
@@ -308,18 +308,23 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
         if len(d) and int(d['label'].max()) >= task.n_classes:
             raise ValueError(f"{what} labels go up to {int(d['label'].max())}, "
                              f"task {task.name!r} has {task.n_classes} classes")
+    if cfg.pseudo:                          # pseudo rows hold the full labels; a one-attribute model takes its own
+        pseudo = for_task(read_pseudo(cfg.pseudo, task.n_classes if cfg.task == 'all' else N_CLASSES), cfg.task)
+    else: pseudo = None
+    if pseudo is not None: check_pseudo(pseudo, train_df, valid_df, cfg.pseudo)
     rank, world = dist_info()
     if world > 1 and cfg.device != 'cpu' and torch.cuda.is_available():
         device = torch.device(f'cuda:{torch.cuda.current_device()}')     # the GPU torchrun gave this process
     else: device = pick_device(cfg.device)
     seed_everything(cfg.seed)
-    cache = open_cache(cfg, pd.concat([train_df['path'], valid_df['path']]), make_cache and rank == 0,
-                       progress and rank == 0)
+    paths = [train_df['path'], valid_df['path']] + ([pseudo['path']] if pseudo is not None else [])
+    cache = open_cache(cfg, pd.concat(paths), make_cache and rank == 0, progress and rank == 0)
     if world > 1:
         dist.barrier()                                              # process 0 has built the cache
         cache = open_cache(cfg, [], build=False)
     Load = partial(ShardedLoader, rank=rank, world=world) if world > 1 else Loader
     tr = train_df.assign(label=training_labels(train_df, cfg.old_age, task))
+    if pseudo is not None: tr = pd.concat([tr, pseudo], ignore_index=True)   # training rows only, never validation
     sampler = None if cfg.sampler == 'none' else SAMPLERS[cfg.sampler]
     n_epoch = cfg.epoch_len or len(tr)
     train_dl = Load(tr, cache, bs=cfg.batch_size, train=True, tfm=augment_from_config(cfg, task.n_classes),
@@ -336,4 +341,57 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
     if world > 1: dist.barrier()                                    # process 0 has written best.pt
     if run_dir is not None: load_best(run_dir, trainer.model)
     probs, _, _ = predict(trainer.model, valid_dl, device, trainer.dtype, n_classes=task.n_classes)
-    return dict(run_dir=run_dir, history=trainer.history, best=trainer.best, valid_probs=probs, trainer=trainer)
+    return dict(run_dir=run_dir, history=trainer.history, best=trainer.best, valid_probs=probs, trainer=trainer,
+                pseudo_images=0 if pseudo is None else len(pseudo))
+
+# %% ../nbs/13_train.ipynb #43f831e5
+def read_pseudo(path, n_classes: int = N_CLASSES) -> pd.DataFrame:
+    "The pseudo-label table at `path` (`path,label[,person]`), checked; returns `path` (absolute), `label`, `person`."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'pseudo-label file {path} not found: make one with `maskcls pseudo`, or leave pseudo '
+                                'empty')
+    try: df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f'pseudo-label file {path}: not a readable CSV ({e})') from None
+    miss = [c for c in ('path', 'label') if c not in df.columns]
+    if miss:
+        raise ValueError(f'pseudo-label file {path}: missing column(s) {miss}; expected path,label (and optionally '
+                         f'person), got {list(df.columns)}')
+    line = df.index.to_numpy() + 2                                    # file lines: the header is line 1
+    y = pd.to_numeric(df['label'], errors='coerce')
+    bad = (y.isna() | (y % 1 != 0) | (y < 0) | (y >= n_classes)).to_numpy()
+    if bad.any():
+        i = int(bad.argmax())
+        raise ValueError(f'pseudo-label file {path} line {line[i]}: label {df["label"].iloc[i]!r} is not a whole '
+                         f'number in 0..{n_classes - 1} ({int(bad.sum())} bad rows in all)')
+    empty = (df['path'].str.strip() == '').to_numpy()
+    if empty.any(): raise ValueError(f'pseudo-label file {path} line {line[empty.argmax()]}: the path is empty')
+    full = pd.Series([p if os.path.isabs(p) else os.path.normpath(path.parent.resolve() / p) for p in df['path']])
+    dup = full.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = full[dup].iloc[0]
+        raise ValueError(f'pseudo-label file {path}: image {first} appears on lines {few(line[(full == first)])}: '
+                         'one label per image')
+    gone = ~full.map(os.path.isfile).to_numpy()
+    if gone.any():
+        raise FileNotFoundError(f'pseudo-label file {path}: {int(gone.sum())} images do not exist, e.g. line '
+                                f'{line[gone.argmax()]}: {full[gone.argmax()]}')
+    person = df['person'] if 'person' in df.columns else pd.Series('', index=df.index)
+    person = person.where(person != '', 'pseudo:' + full)
+    return pd.DataFrame(dict(path=full, label=y.astype(np.int64), person=person.to_numpy()))
+
+def check_pseudo(pseudo: pd.DataFrame, train_df: pd.DataFrame, valid_df: pd.DataFrame, source='pseudo'):
+    "Fail if a pseudo-labelled image or person is also a labelled training or validation image or person."
+    real = lambda s: set(map(os.path.realpath, s))
+    mine = real(pseudo['path'])
+    for d, what in ((valid_df, 'validation'), (train_df, 'labelled training')):
+        both = sorted(mine & real(d['path']))
+        if both:
+            raise ValueError(f'{source}: {len(both)} pseudo-labelled images are {what} images of this split, e.g. '
+                             f'{few(both, 3)}: pseudo-label only images outside the labelled data')
+        if 'person' in d.columns:
+            same = sorted(set(pseudo['person']) & set(d['person']))
+            if same:
+                raise ValueError(f'{source}: pseudo-labelled person(s) {few(same, 3)} are also {what} people: give '
+                                 'pseudo rows their own person names')
