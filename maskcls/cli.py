@@ -27,12 +27,13 @@ from .cv import run_cv, split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
 from .submission import ENSEMBLE_METHODS, ensemble_files, write_predictions, write_submission
 from .compare import write_compare_report
+from .average import average
 from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
 
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
-           'read_predict_data', 'cmd_predict', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'demo_table', 'cmd_demo',
-           'build_parser', 'main']
+           'read_predict_data', 'cmd_predict', 'cmd_average', 'cmd_ensemble', 'cmd_hpo', 'cmd_compare', 'demo_table',
+           'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
 def _summary(df) -> str:
@@ -160,6 +161,24 @@ def cmd_predict(a):
 def _fmt(s: dict) -> str: return f"macro F1 {s['f1']:.4f}, accuracy {s['acc']:.4f}"
 
 def _per_class(s: dict, task) -> str: return ', '.join(f"{c} {s[f'f1_{c}']:.3f}" for c in task.classes)
+
+def cmd_average(a):
+    dirs = run_dirs(a.run)
+    cfg = load_config(dirs[0] / 'config.yaml')
+    if a.data: cfg = replace(cfg, data=str(a.data))
+    top = a.top if a.top is not None or a.swa is not None else cfg.top_k     # default: every checkpoint kept
+    run = Path(a.run).resolve()
+    out = a.out or run.with_name(f"{run.name}_{f'swa{a.swa}' if a.swa is not None else f'top{top}'}")
+    what = f'the last {a.swa} epochs (SWA)' if a.swa is not None else f'the {top} best checkpoints'
+    print(f"averaging {what} of {len(dirs)} run(s) in {a.run}" + (' (each fold)' if dirs != [Path(a.run)] else ''))
+    res = average(a.run, read_data(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
+                  device=a.device, cache_dir=a.cache_dir, data=a.data)
+    t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
+    print('validation macro F1 (each run on its own validation people):\n'
+          + t.rename(columns=dict(best_single_f1='best single', valid_f1_bn_averaged='averaged, BN averaged',
+                                  valid_f1_bn_recomputed='averaged, BN recomputed')).round(4).to_string())
+    if res['oof'] is not None: print(f"out-of-fold macro F1 of the averaged folds {res['oof']['f1']:.4f}")
+    print(f"averaged run in {res['out']}/: maskcls predict --run {res['out']} --data <eval folder> --out <file>")
 
 def cmd_ensemble(a):
     w = [float(x) for x in a.weights.split(',')] if a.weights else None
@@ -315,6 +334,24 @@ def _predict_args(p):
     p.add_argument('--batch-size', type=int, default=None,
                    help="images per batch, before TTA views (default: twice the run's batch size)")
 
+def _average_args(p):
+    p.add_argument('run', type=Path, help='a training run folder, or a CV folder (each fold is averaged)')
+    how = p.add_mutually_exclusive_group()
+    how.add_argument('--top', type=int, default=None,
+                     help="average the K best checkpoints in top/ (default: all the run kept, its top_k)")
+    how.add_argument('--swa', type=int, default=None,
+                     help='average the weights of the last N epochs in epochs/, kept by training with --keep-last N '
+                          '(default: none, --top)')
+    p.add_argument('--out', type=Path, default=None,
+                   help='the averaged run folder, never the run itself (default: RUN_top<K> or RUN_swa<N> beside RUN, '
+                        'a new one if taken)')
+    p.add_argument('--no-bn-update', dest='bn', action='store_false',
+                   help='keep the averaged BatchNorm statistics (default: recompute them on the training images)')
+    p.add_argument('--data', type=Path, default=None,
+                   help="the dataset the run trained on (default: the folder its config.yaml names)")
+    p.add_argument('--cache-dir', type=Path, default=None, help="decoded-image cache (default: the run's)")
+    p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
+
 def _ensemble_args(p):
     p.add_argument('files', nargs='+', type=Path,
                    help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans)')
@@ -381,6 +418,8 @@ COMMANDS = dict(   # name: (function, what it does, the function that adds its o
     train=(cmd_train, 'one training run: a person-level hold-out, or fold --fold of --folds', _train_args),
     cv=(cmd_cv, 'K-fold cross validation by person with out-of-fold predictions (--out is the CV folder)', _cv_args),
     predict=(cmd_predict, 'probabilities and a submission for eval images from a run or CV folder', _predict_args),
+    average=(cmd_average, 'average the weights of checkpoints of a run (top-k or the last epochs, SWA) into a new run',
+             _average_args),
     ensemble=(cmd_ensemble, 'vote over prediction files or submissions', _ensemble_args),
     compare=(cmd_compare, 'where two submissions disagree, with the photos, as an HTML page', _compare_args),
     hpo=(cmd_hpo, 'hyperparameter search with Optuna; --out is the search folder (study.db, trials, best_config.yaml)',
