@@ -335,11 +335,11 @@ def _predict_args(p):
                    help="images per batch, before TTA views (default: twice the run's batch size)")
 
 def _average_args(p):
-    p.add_argument('run', type=Path, help='a training run folder, or a CV folder (each fold is averaged)')
+    p.add_argument('run', type=Path, metavar='RUN', help='a training run folder, or a CV folder (each fold is averaged)')
     how = p.add_mutually_exclusive_group()
-    how.add_argument('--top', type=int, default=None,
+    how.add_argument('--top', type=int, default=None, metavar='K',
                      help="average the K best checkpoints in top/ (default: all the run kept, its top_k)")
-    how.add_argument('--swa', type=int, default=None,
+    how.add_argument('--swa', type=int, default=None, metavar='N',
                      help='average the weights of the last N epochs in epochs/, kept by training with --keep-last N '
                           '(default: none, --top)')
     p.add_argument('--out', type=Path, default=None,
