@@ -29,14 +29,16 @@ from .pseudo import DEFAULT_THRESHOLDS, make_pseudo
 from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_files, write_predictions,
                                 write_submission)
 from .compare import write_compare_report
+from .average import average
 from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
 from .experiments import format_runs, runs_table, write_runs_page
 from .pages import write_index
 
+
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
-           'read_predict_data', 'cmd_predict', 'cmd_compose', 'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo', 'cmd_compare',
-           'cmd_runs', 'demo_table', 'cmd_demo', 'build_parser', 'main']
+           'read_predict_data', 'cmd_predict', 'cmd_compose', 'cmd_average', 'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo',
+           'cmd_compare', 'cmd_runs', 'demo_table', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
 def _summary(df) -> str:
@@ -207,6 +209,23 @@ def cmd_compose(a):
         sub = out.with_name(out.stem + '_submission.csv')
         write_submission(sub, a.info, r['ids'], r['labels'])
     print(f"composed mask x gender x age of {len(r['ids'])} images -> {out}" + (f' and {sub}' if a.info else ''))
+def cmd_average(a):
+    dirs = run_dirs(a.run)
+    cfg = load_config(dirs[0] / 'config.yaml')
+    if a.data: cfg = replace(cfg, data=str(a.data))
+    top = a.top if a.top is not None or a.swa is not None else cfg.top_k     # default: every checkpoint kept
+    run = Path(a.run).resolve()
+    out = a.out or run.with_name(f"{run.name}_{f'swa{a.swa}' if a.swa is not None else f'top{top}'}")
+    what = f'the last {a.swa} epochs (SWA)' if a.swa is not None else f'the {top} best checkpoints'
+    print(f"averaging {what} of {len(dirs)} run(s) in {a.run}" + (' (each fold)' if dirs != [Path(a.run)] else ''))
+    res = average(a.run, read_data(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
+                  device=a.device, cache_dir=a.cache_dir, data=a.data)
+    t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
+    print('validation macro F1 (each run on its own validation people):\n'
+          + t.rename(columns=dict(best_single_f1='best single', valid_f1_bn_averaged='averaged, BN averaged',
+                                  valid_f1_bn_recomputed='averaged, BN recomputed')).round(4).to_string())
+    if res['oof'] is not None: print(f"out-of-fold macro F1 of the averaged folds {res['oof']['f1']:.4f}")
+    print(f"averaged run in {res['out']}/: maskcls predict --run {res['out']} --data <eval folder> --out <file>")
 
 def cmd_ensemble(a):
     if a.compose:
@@ -398,6 +417,24 @@ def _predict_args(p):
     p.add_argument('--batch-size', type=int, default=None,
                    help="images per batch, before TTA views (default: twice the run's batch size)")
 
+def _average_args(p):
+    p.add_argument('run', type=Path, metavar='RUN', help='a training run folder, or a CV folder (each fold is averaged)')
+    how = p.add_mutually_exclusive_group()
+    how.add_argument('--top', type=int, default=None, metavar='K',
+                     help="average the K best checkpoints in top/ (default: all the run kept, its top_k)")
+    how.add_argument('--swa', type=int, default=None, metavar='N',
+                     help='average the weights of the last N epochs in epochs/, kept by training with --keep-last N '
+                          '(default: none, --top)')
+    p.add_argument('--out', type=Path, default=None,
+                   help='the averaged run folder, never the run itself (default: RUN_top<K> or RUN_swa<N> beside RUN, '
+                        'a new one if taken)')
+    p.add_argument('--no-bn-update', dest='bn', action='store_false',
+                   help='keep the averaged BatchNorm statistics (default: recompute them on the training images)')
+    p.add_argument('--data', type=Path, default=None,
+                   help="the dataset the run trained on (default: the folder its config.yaml names)")
+    p.add_argument('--cache-dir', type=Path, default=None, help="decoded-image cache (default: the run's)")
+    p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
+
 def _ensemble_args(p):
     p.add_argument('files', nargs='*', type=Path,
                    help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans) '
@@ -485,6 +522,8 @@ COMMANDS = dict(   # name: (function, what it does, the function that adds its o
     train=(cmd_train, 'one training run: a person-level hold-out, or fold --fold of --folds', _train_args),
     cv=(cmd_cv, 'K-fold cross validation by person with out-of-fold predictions (--out is the CV folder)', _cv_args),
     predict=(cmd_predict, 'probabilities and a submission for eval images from a run or CV folder', _predict_args),
+    average=(cmd_average, 'average the weights of checkpoints of a run (top-k or the last epochs, SWA) into a new run',
+             _average_args),
     ensemble=(cmd_ensemble, 'vote over prediction files or submissions, stack them, or compose mask, gender and age '
                             'models (--compose)', _ensemble_args),
     pseudo=(cmd_pseudo, 'pseudo-label images with a run or CV folder: a training table for --pseudo', _pseudo_args),

@@ -109,6 +109,8 @@ class Config:
                       min=0, lt=1)
     patience: int = _opt(0, 'early stopping: epochs without a better macro F1 (0: off)', min=0)
     top_k: int = _opt(2, 'keep the k best checkpoints by macro F1', min=1)
+    keep_last: int = _opt(0, 'keep the raw weights of the last N epochs in epochs/, for SWA (maskcls average --swa N)',
+                          min=0)
     seed: int = _opt(0, 'random seed (data order, augmentation, initialisation)')
     device: str = _opt('auto', "'auto', 'cpu', 'cuda' or 'cuda:N'")
     workers: int = _opt(0, 'processes for building the cache (0: all cores)', min=0)

@@ -242,7 +242,17 @@ def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
         self.top.sort(key=lambda t: -t[0])
         for _, old in self.top[k:]: Path(old).unlink(missing_ok=True)
         self.top = self.top[:k]
+    if self.cfg.keep_last: self._keep_epoch(row, small)
     save_last(self.state(), d)                      # last: a failure above leaves the previous epoch's state
+
+@patch
+def _keep_epoch(self: Trainer, row: dict, small: dict):
+    "Save this epoch's raw weights in `epochs/`; delete those older than the last `keep_last` epochs."
+    d = self.run_dir / 'epochs'; d.mkdir(exist_ok=True)
+    raw = dict(small, model=_ckpt_model(self.model), metrics=dict(row, score=row['valid_f1'], weights='raw'))
+    save_checkpoint(raw, d / f"epoch{row['epoch']:03d}.pt")             # SWA averages the raw weights, not the EMA
+    for p in d.glob('epoch*.pt'):
+        if p.stem[5:].isdigit() and int(p.stem[5:]) <= row['epoch'] - self.cfg.keep_last: p.unlink()
 
 # %% ../nbs/13_train.ipynb #4f0f7d0b
 def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
