@@ -134,7 +134,8 @@ def find_suspects(oof: pd.DataFrame, method: str = 'normalized_margin', adjust: 
     people = u.drop_duplicates('person').merge(per, left_on='person', right_index=True)
     people = people.assign(issues=people['person'].map(u.groupby('person')['issue'].sum()))
     people.insert(0, 'rank', np.arange(1, len(people) + 1))
-    return people.drop(columns='quality').reset_index(drop=True), u
+    first = ['rank', 'person', 'attribute', 'given', 'predicted', 'confidence', 'score', 'issue', 'issues']
+    return people[first + [c for c in people.columns if c not in first + ['quality']]].reset_index(drop=True), u
 
 def baseline_suspects(oof: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The baseline: people ranked by the lower of the mean probability of their given gender and the lowest
