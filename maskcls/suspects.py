@@ -28,7 +28,7 @@ from .cv import run_cv
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'METHODS', 'FIXABLE', 'COPIES', 'load_oof', 'attribute_units', 'judge', 'swap_pairs', 'find_suspects',
            'baseline_suspects', 'noisy_people', 'detection', 'fixes_from', 'write_fixed', 'thumbnail', 'plot_suspects',
-           'write_suspects_page', 'write_suspects', 'true_labels', 'eval_f1', 'right_fixes', 'noise_experiment']
+           'write_suspects_page', 'write_suspects', 'true_labels', 'eval_scores', 'right_fixes', 'noise_experiment']
 
 # %% ../nbs/14a_suspects.ipynb #1814fd19
 def load_oof(cv) -> pd.DataFrame:
@@ -311,13 +311,13 @@ def true_labels(paths, data) -> np.ndarray:
     real = [Path(os.path.realpath(p)) for p in paths]
     return np.array([wrong.get((p.parent.name, p.stem), label[str(p)]) for p in real])
 
-def eval_f1(cv, data, cfg: Config) -> float:
-    "Macro F1 of the fold ensemble of CV folder `cv` on the eval photos of `data` (synthetic: `eval/gt.csv`)."
+def eval_scores(cv, data, cfg: Config) -> dict:
+    "`scores` of the fold ensemble of CV folder `cv` on the eval photos of `data` (synthetic: `eval/gt.csv`)."
     ev = read_eval(Path(data) / 'eval')
     cache = open_cache(cfg, ev['path'], progress=False)
     dl = Loader(ev.drop(columns='label'), cache, bs=cfg.batch_size * 2, device='cpu')
     probs = np.mean([predict(load_run(d)[0], dl)[0].numpy() for d in run_dirs(cv)], 0)
-    return scores(ev['label'].to_numpy(), probs)['f1']
+    return scores(ev['label'].to_numpy(), probs)
 
 def _cv(cfg: Config, data, out) -> Path:
     "Run (or finish) the CV of `cfg` on `data` in `out`."
@@ -354,8 +354,10 @@ def noise_experiment(data, work, cfg: Config, copies=COPIES) -> tuple[pd.DataFra
     for name, cv, d, fx in runs:
         o = load_oof(cv)
         p = o[PROB_COLS].to_numpy()
+        true, ev = scores(true_labels(o['path'], data), p), eval_scores(cv, d, cfg)
         rows[name] = {'fixes': len(fx), 'right fixes': right_fixes(fx, data),
                       'OOF macro F1 (labels trained on)': scores(o['label'].to_numpy(), p)['f1'],
-                      'OOF macro F1 (true labels)': scores(true_labels(o['path'], data), p)['f1'],
-                      'eval macro F1': eval_f1(cv, d, cfg)}
+                      'OOF macro F1 (true labels)': true['f1'], 'OOF mask F1 (true labels)': true['f1_mask'],
+                      'OOF gender F1 (true labels)': true['f1_gender'], 'eval macro F1': ev['f1'],
+                      'eval mask F1': ev['f1_mask'], 'eval gender F1': ev['f1_gender']}
     return det, pd.DataFrame(rows).T
