@@ -33,12 +33,13 @@ from .average import average
 from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
 from .experiments import format_runs, runs_table, write_runs_page
 from .pages import write_index
+from .suspects import FIXABLE, METHODS, write_fixed, write_suspects
 
 
 # %% auto #0
 __all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
            'read_predict_data', 'cmd_predict', 'cmd_compose', 'cmd_average', 'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo',
-           'cmd_compare', 'cmd_runs', 'demo_table', 'cmd_demo', 'build_parser', 'main']
+           'cmd_compare', 'cmd_runs', 'cmd_suspects', 'demo_table', 'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #0345cba7
 def _summary(df) -> str:
@@ -290,6 +291,28 @@ def cmd_runs(a):
     if a.out is not None:
         w = write_runs_page(t, a.out)
         print(f"\npage: {w['index']} (open it in a browser)   table: {w['csv']}")
+def _names(s: str) -> tuple: return tuple(x.strip().replace('-', '_') for x in s.split(',') if x.strip())
+
+def _cv_data(cv: Path) -> str:
+    "The data folder a CV folder was run on, from its config.yaml."
+    f = cv / 'config.yaml'
+    if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
+    return load_config(f).data
+
+def cmd_suspects(a):
+    if a.write_fixed and a.write_fixed.exists():      # before any work: the copy never overwrites
+        raise FileExistsError(f'{a.write_fixed} already exists: --write-fixed writes a new folder; choose another')
+    out = new_run_dir(a.out)
+    w = write_suspects(a.cv, out, n=a.top, method=a.method, adjust=not a.no_thresholds,
+                       attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline)
+    print(f"{len(w['people'])} people ranked, {w['flagged']} flagged by confident learning: {out / 'suspects.csv'}; "
+          f"photos of the top {min(a.top, len(w['people']))}: {w['page']} (open it in a browser)")
+    if a.write_fixed:
+        data = a.data or _cv_data(a.cv)
+        fixes = write_fixed(data, w['units'], a.write_fixed, _names(a.fix), a.min_score)
+        print(f"corrected copy of {data} in {a.write_fixed}/ ({len(fixes)} fixes, listed in "
+              f"{a.write_fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {a.write_fixed}")
+
 
 # %% ../nbs/90_cli.ipynb #3f26a070
 DEMO_PRESETS = dict(
@@ -465,6 +488,27 @@ def _compare_args(p):
                    help='the eval/ folder (info.csv, images/, and gt.csv if synthetic)')
     p.add_argument('--out', type=Path, default=Path('runs/compare'), help='report folder (a new one if taken)')
 
+def _suspects_args(p):
+    p.add_argument('--cv', required=True, type=Path, help='a CV folder of `maskcls cv` (holding oof.csv)')
+    p.add_argument('--out', type=Path, default=Path('runs/suspects'), help='output folder (a new one if taken)')
+    p.add_argument('--top', type=int, default=50,
+                   help='people shown with their photos on the page (all are in suspects.csv)')
+    p.add_argument('--attributes', default='mask,gender,age', help='attributes to judge, comma-separated')
+    p.add_argument('--method', default='normalized_margin', choices=METHODS, help="cleanlab's label quality score")
+    p.add_argument('--no-thresholds', action='store_true',
+                   help='rank without subtracting the per-class thresholds first')
+    p.add_argument('--no-pairs', action='store_true',
+                   help='judge the normal and incorrect_mask photos one by one, not as a pair')
+    p.add_argument('--baseline', action='store_true',
+                   help='rank by the baseline instead: self-confidence of gender and mask; no thresholds, pairs, age')
+    p.add_argument('--write-fixed', type=Path, default=None,
+                   help='also write a corrected copy of the data into this new folder (default: none)')
+    p.add_argument('--fix', default='mask_swap',
+                   help=f"kinds of flagged labels the copy corrects, comma-separated, of {','.join(FIXABLE)}")
+    p.add_argument('--min-score', type=float, default=0.5, help='correct only flagged labels scored at least this')
+    p.add_argument('--data', type=Path, default=None,
+                   help="the data folder the CV ran on (default: the one in the CV folder's config.yaml)")
+
 def _hpo_args(p):
     add_config_args(p)
     p.add_argument('--space', type=Path, default=None,
@@ -528,6 +572,8 @@ COMMANDS = dict(   # name: (function, what it does, the function that adds its o
                             'models (--compose)', _ensemble_args),
     pseudo=(cmd_pseudo, 'pseudo-label images with a run or CV folder: a training table for --pseudo', _pseudo_args),
     compare=(cmd_compare, 'where two submissions disagree, with the photos, as an HTML page', _compare_args),
+    suspects=(cmd_suspects, 'training people whose labels the out-of-fold predictions doubt: page, CSV, fixed copy',
+              _suspects_args),
     hpo=(cmd_hpo, 'hyperparameter search with Optuna; --out is the search folder (study.db, trials, best_config.yaml)',
          _hpo_args),
     runs=(cmd_runs, 'one table of every run and CV folder: settings that differ, macro F1, eval score', _runs_args),
