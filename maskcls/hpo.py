@@ -4,7 +4,7 @@
 
 # %% ../nbs/19_hpo.ipynb #1a826dd8
 from __future__ import annotations
-import html, json, os, shutil, signal, socket, sys, time, warnings
+import html, importlib.util, json, os, shutil, signal, socket, sys, time, warnings
 import multiprocessing as mp
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -170,6 +170,7 @@ HEARTBEAT, GRACE = 60, 180   # seconds between a running trial's heartbeats; sil
 RETRIES = 1                  # times a crashed trial is queued again, with the same parameters
 JOURNAL = 'journal://'       # journal:///abs/path.log, or any path ending in .log: a journal file for one machine
 EXTRA = "pip install 'maskcls[hpo]'"   # the database drivers (psycopg2-binary, pymysql)
+_DRIVERS = dict(postgresql=('psycopg2', 'psycopg'), mysql=('pymysql', 'MySQLdb'))   # tried in turn
 
 def _journal_path(storage) -> Path | None:
     s = str(storage)
@@ -187,6 +188,13 @@ def storage_label(storage) -> str:
                          'in .log) or a database URL (postgresql://user:pw@host/db, mysql+pymysql://..., '
                          'sqlite:///path.db)') from None
 
+def _with_driver(url: str) -> str:
+    "`url` with a driver that is installed when it names none (SQLAlchemy's own default depends on its version)."
+    u = sqlalchemy.engine.make_url(url)
+    for d in _DRIVERS.get(u.drivername, ()):
+        if importlib.util.find_spec(d): return u.set(drivername=f'{u.drivername}+{d}').render_as_string(False)
+    return url
+
 def make_storage(storage=None,             # None (SQLite in `out`), a journal file, or a database URL
                  out=None,                 # the search folder, for the default `out/study.db`
                  retries: int = RETRIES,   # times a trial whose heartbeat stopped is queued again
@@ -202,11 +210,10 @@ def make_storage(storage=None,             # None (SQLite in `out`), a journal f
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
         try:
             return optuna.storages.RDBStorage(
-                str(storage), engine_kwargs=kw, heartbeat_interval=heartbeat, grace_period=grace,
+                _with_driver(str(storage)), engine_kwargs=kw, heartbeat_interval=heartbeat, grace_period=grace,
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries))
         except ImportError as e:
-            raise ImportError(f'storage {label}: the database driver {e.name!r} is missing: {EXTRA} '
-                              '(for MySQL write mysql+pymysql://)') from None
+            raise ImportError(f'storage {label}: its database driver is missing ({e}): {EXTRA}') from None
         except sqlalchemy.exc.OperationalError as e:
             raise ConnectionError(f'storage {label}: cannot connect ({e.orig}); is the server running, '
                                   'and do the user, password and database exist?') from None
@@ -331,7 +338,7 @@ def _search_dir(out, resume: bool, storage, study_name: str) -> Path:
             raise FileExistsError(f"{out} holds the search of study {old['study']!r} in {old['storage']}: "
                                   'give another --out for this one')
         return out
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p != _journal_path(storage) for p in out.resolve().iterdir()):   # its own journal may be there
         raise FileExistsError(f'{out} is not empty and holds no study.json: give a new --out (commands of one '
                               'shared study then share that folder)')
     out.mkdir(parents=True, exist_ok=True)
@@ -439,7 +446,9 @@ def tune(cfg: Config, df: pd.DataFrame, space: dict,
     where = f'{out}/study.db' if storage is None else f'study {study_name!r} in {storage_label(storage)}'
     _claim_settings(study, where, _plain(dict(base=asdict(cfg), space=space, objective=objective)))
     if storage is None: study.set_user_attr('out', str(out))
-    fail_dead_trials(study, retries)                              # trials of a command that was killed
+    if failed := fail_dead_trials(study, retries):               # trials of a command that was killed
+        print(f'trials {failed} were left running by a process that is gone: marked failed and queued again',
+              file=sys.stderr)
     counted = counted_trials(study.trials)
     target = None if n_trials is None else n_trials + (0 if storage is not None else len(counted))
     if sampler == 'grid':                                        # the grid ends the search when every point was tried

@@ -38,7 +38,7 @@ def hpo(d: Path, out: Path, storage, trials: int, *more) -> subprocess.Popen:
             '--storage', storage, '--trials', trials, '--search', 'random', '--model', 'tiny', '--img-size', 32, 24,
             '--batch-size', 32, '--no-tensorboard', '--device', 'cpu', *more]
     return subprocess.Popen([sys.executable, '-c', MAIN, *map(str, args)], cwd=d, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def finish(p: subprocess.Popen, ok=True) -> tuple:
@@ -62,10 +62,11 @@ def check_complete(study: optuna.Study, total: int) -> list:
     return counted
 
 
-def wait_running(storage, name=STUDY_NAME, pid=None, timeout=120) -> optuna.trial.FrozenTrial:
-    "The first running trial of study `name` (of process `pid`, if given) that has reported a step."
+def wait_running(storage, proc, name=STUDY_NAME, pid=None, timeout=240) -> optuna.trial.FrozenTrial:
+    "The first running trial of study `name` (of process `pid`, if given) that has reported a step, while `proc` runs."
     t0 = time.time()
     while time.time() - t0 < timeout:
+        if proc.poll() is not None: raise AssertionError(f'ended with exit {proc.returncode}: {proc.communicate()}')
         try: trials = optuna.load_study(study_name=name, storage=make_storage(storage)).get_trials(
             states=(TrialState.RUNNING,))
         except KeyError: trials = []                                   # the study is not created yet
@@ -107,9 +108,12 @@ def test_a_killed_worker_trial_is_failed_and_run_again(data, tmp_path):
     "SIGKILL one of two workers mid-trial: its trial is marked failed at once, queued again, and the total still holds."
     out, log = tmp_path / 'hpo', tmp_path / 'hpo' / 'search.log'
     p = hpo(data, out, log, 3, '--jobs', 2, '--epochs', 40, '--pruner', 'none')
-    victim = wait_running(log)
-    assert victim.user_attrs['pid'] != p.pid                                  # a worker, not the command
-    os.kill(victim.user_attrs['pid'], signal.SIGKILL)
+    try:
+        victim = wait_running(log, p)
+        assert victim.user_attrs['pid'] != p.pid                              # a worker, not the command
+        os.kill(victim.user_attrs['pid'], signal.SIGKILL)
+    except BaseException:
+        os.killpg(p.pid, signal.SIGKILL); raise                          # the command and its workers
     _, err = finish(p)
     assert f"pid {victim.user_attrs['pid']}) ended with signal SIGKILL" in err
     study = load(log)
@@ -204,11 +208,12 @@ def test_a_killed_command_trial_is_failed_and_run_again_by_the_next(data, postgr
     "SIGKILL a whole command mid-trial (nobody is left to notice); the next command fails that trial and reruns it."
     out = tmp_path / 'hpo'
     p = hpo(data, out, postgres, 2, '--epochs', 40, '--pruner', 'none', '--study', 'killed')
-    victim = wait_running(postgres, 'killed', p.pid)
-    p.kill(); p.wait()
+    try: victim = wait_running(postgres, p, 'killed', p.pid)
+    finally: p.kill(); p.communicate()
     study = optuna.load_study(study_name='killed', storage=make_storage(postgres))
     assert study.trials[victim.number].state == TrialState.RUNNING          # left behind
-    finish(hpo(data, out, postgres, 2, '--epochs', 40, '--pruner', 'none', '--study', 'killed'))
+    _, err = finish(hpo(data, out, postgres, 2, '--epochs', 40, '--pruner', 'none', '--study', 'killed'))
+    assert f'trials [{victim.number}] were left running by a process that is gone' in err
     check_complete(study, 2)
     assert study.trials[victim.number].state == TrialState.FAIL
     again = [t for t in study.trials if t.system_attrs.get('failed_trial') == victim.number]
@@ -229,7 +234,7 @@ def test_heartbeat_fails_a_silent_trial_of_another_machine(postgres, tmp_path):
         s.optimize(slow, n_trials=1)
         """)
     p = subprocess.Popen([sys.executable, '-c', script], env=ENV)
-    try: victim = wait_running(postgres, 'beat')
+    try: victim = wait_running(postgres, p, 'beat')
     finally: p.kill(); p.wait()
     study = optuna.load_study(study_name='beat', storage=make_storage(postgres, heartbeat=1, grace=2))
     time.sleep(3)                                                             # past the grace period
