@@ -185,7 +185,8 @@ def cmd_hpo(a):
     out = folder if a.storage else Path(study.user_attrs['out'])   # a shared study's commands share their folder
     print(f"best macro F1 {study.best_value:.4f} with {study.best_params}\n"
           f"repeat it: maskcls train --config {out / 'best_config.yaml'}\n"
-          f"all trials: {out / 'trials.csv'}, {out / 'search.png'} (each panel also as search_*.png)")
+          f"all trials: {out / 'trials.csv'}, {out / 'search.png'} (each panel also as search_*.png)\n"
+          f"the page of the search: {out / 'index.html'} (open it in a browser)")
 
 def cmd_compare(a):
     w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))

@@ -197,7 +197,7 @@ def test_two_commands_share_a_postgres_study(data, postgres, tmp_path):
     print(f'2 commands on PostgreSQL, 6 trials: {time.time() - t0:.1f}s')
     study = optuna.load_study(study_name='two', storage=make_storage(url))
     counted = check_complete(study, 6)
-    folders = [{int(f.name[5:]) for f in (tmp_path / f'machine{k}').glob('trial*')} for k in range(2)]
+    folders = [{int(f.name[5:]) for f in (tmp_path / f'machine{k}').glob('trial[0-9]*')} for k in range(2)]
     assert folders[0].isdisjoint(folders[1]) and folders[0] | folders[1] == {t.number for t in counted}
     for k in range(2):                                       # each command ends when the study does: the whole table
         assert len(pd.read_csv(tmp_path / f'machine{k}' / 'trials.csv')) == len(study.trials)
