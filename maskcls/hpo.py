@@ -590,12 +590,15 @@ def write_search_page(study: optuna.Study, out, trials: pd.DataFrame, paths: dic
     body = [para(f'{len(trials)} trials ({counts or "none yet"}) of study {study.study_name!r}; '
                  f'objective: {a.get("objective", "?")} macro F1, higher is better.')]
     if 'best_config' in paths:
-        b = study.best_trial
-        best = pd.DataFrame(dict(option=list(b.params), value=[str(v) for v in b.params.values()]))
-        body.append(section(f'Best: trial {b.number}, macro F1 {b.value:.4f}', table(best, sortable=False),
-                            para(f'Repeat it: maskcls train --config {out / "best_config.yaml"} '
-                                 '(maskcls cv --config ... for a cross-validated search).'),
-                            f'<pre>{html.escape(paths["best_config"].read_text())}</pre>'))
+        b, cfg, default = study.best_trial, asdict(best_config(study)), asdict(Config())
+        rest = pd.DataFrame([dict(option=k, value=str(v)) for k, v in cfg.items()
+                             if k not in b.params and v != default[k] and k not in ('out', 'data', 'cache_dir')])
+        body.append(section(
+            f'Best: trial {b.number}, macro F1 {b.value:.4f}', table(pd.DataFrame([b.params]), sortable=False, digits=4),
+            f'<p>Repeat it: <code>maskcls train --config {html.escape(str(out / "best_config.yaml"))}</code> '
+            f'(<code>maskcls cv --config ...</code> for a cross-validated search); all its options are in '
+            f'{link("best_config.yaml")}. Its other options that differ from the defaults:</p>',
+            table(rest, sortable=False) if len(rest) else para('none.')))
     if 'space' in a: body.append(section('What was searched', table(_space_table(a['space']), sortable=False)))
     if len(trials):
         shown = trials.copy()

@@ -226,7 +226,7 @@ def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
     assert len(s.trials) == 2 and s.trials[0].params != s.trials[1].params      # the resumed sampler is reseeded
     assert len(pd.read_csv(tmp_path / 'h' / 'trials.csv')) == 2
     page = (tmp_path / 'h' / 'index.html').read_text()
-    assert f'Best: trial {s.best_trial.number}, macro F1 {s.best_value:.4f}' in page and 'old_age: ' in page
+    assert f'Best: trial {s.best_trial.number}, macro F1 {s.best_value:.4f}' in page and '>old_age</th>' in page
     best = load_config(tmp_path / 'h' / 'best_config.yaml')
     assert best == replace(base, **s.best_params) == best_config(s)
     again = train_run(best, *split_for(best, df), progress=False)
