@@ -10,7 +10,7 @@ STAMP := $(VENV)/.maskcls-installed
 KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
-.PHONY: demo test docs install browser export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow
+.PHONY: demo test docs install browser postgres export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ install: $(STAMP) $(KERNEL)
 demo: $(STAMP)
 	$(BIN)/maskcls demo $(DEMO_ARGS)
 
-test: $(STAMP) $(KERNEL) browser
+test: $(STAMP) $(KERNEL) browser postgres
 	$(MAKE) --no-print-directory check-clean check-export check-readme lint nbtest pytest
 
 # the course site: JOBS notebooks run at once, TIMEOUT seconds per cell
@@ -42,6 +42,13 @@ browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	  else echo "make test needs Chromium: run 'sudo apt-get install chromium chromium-driver' (Debian/Ubuntu), then make test again"; exit 1; fi; \
+	fi
+
+# the shared-storage tests (tests/test_hpo_scale.py) start a real PostgreSQL server of their own
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else echo "make test needs PostgreSQL's server programs: run 'sudo apt-get install postgresql' (Debian/Ubuntu), then make test again"; exit 1; fi; \
 	fi
 
 # 1. notebooks are committed clean: plain nbdev_clean, and with the metadata JupyterLab writes (tools/clean_nbs.py)

@@ -30,7 +30,7 @@ from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_
                                 write_submission)
 from .compare import write_compare_report
 from .average import average
-from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE, tune
+from .hpo import OBJECTIVES, PRUNERS, RETRIES, SEARCH_SAMPLERS, SPACE, STUDY_NAME, tune
 from .experiments import format_runs, runs_table, write_runs_page
 from .pages import write_index
 from .suspects import FIXABLE, METHODS, write_fixed, write_suspects
@@ -273,11 +273,13 @@ def cmd_hpo(a):
     base = replace(cfg, out=str(folder / 'best'))   # `maskcls train --config <folder>/best_config.yaml` trains there
     space = yaml.safe_load(Path(a.space).read_text()) if a.space else SPACE
     study = tune(base, read_data(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search,
-                 pruner=a.pruner, seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True)
-    out = Path(study.user_attrs['out'])
+                 pruner=a.pruner, seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True,
+                 storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus, retries=a.retries)
+    out = folder if a.storage else Path(study.user_attrs['out'])   # a shared study's commands share their folder
     print(f"best macro F1 {study.best_value:.4f} with {study.best_params}\n"
           f"repeat it: maskcls train --config {out / 'best_config.yaml'}\n"
-          f"all trials: {out / 'trials.csv'}, {out / 'search.png'} (each panel also as search_*.png)")
+          f"all trials: {out / 'trials.csv'}, {out / 'search.png'} (each panel also as search_*.png)\n"
+          f"the page of the search: {out / 'index.html'} (open it in a browser)")
 
 def cmd_compare(a):
     w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
@@ -508,13 +510,17 @@ def _suspects_args(p):
     p.add_argument('--min-score', type=float, default=0.5, help='correct only flagged labels scored at least this')
     p.add_argument('--data', type=Path, default=None,
                    help="the data folder the CV ran on (default: the one in the CV folder's config.yaml)")
+def _int_list(s: str) -> list:
+    try: return [int(x) for x in s.split(',')]
+    except ValueError: raise argparse.ArgumentTypeError(f'expected numbers separated by commas, e.g. 0,1; got {s!r}')
 
 def _hpo_args(p):
     add_config_args(p)
     p.add_argument('--space', type=Path, default=None,
                    help='YAML search space, e.g. "lr: [log, 1.0e-4, 3.0e-2]" (default: maskcls.hpo.SPACE)')
     p.add_argument('--trials', type=int, default=20,
-                   help='trials to run (added to those already in the study with --resume)')
+                   help='trials to run (added to those already in the study with --resume; with --storage: '
+                        'the total of the study, however many commands share it)')
     p.add_argument('--objective', default='holdout', choices=OBJECTIVES,
                    help='score of a trial: one person-level split, or out-of-fold F1')
     p.add_argument('--search', default='tpe', choices=SEARCH_SAMPLERS,
@@ -525,6 +531,20 @@ def _hpo_args(p):
     p.add_argument('--timeout', type=float, default=None,
                    help='stop starting trials after this many seconds (default: none)')
     p.add_argument('--resume', action='store_true', help='add trials to the study in --out')
+    p.add_argument('--storage', default=None,
+                   help='where the study lives, shared by every command given the same: a journal file '
+                        '(journal:///abs/path.log, or a path ending in .log) for processes on one machine, or a '
+                        "database URL (postgresql://user:pw@host:5432/db, mysql+pymysql://...; pip install "
+                        "'maskcls[hpo]') for several machines (default: --out/study.db)")
+    p.add_argument('--study', default=STUDY_NAME, help='name of the study in --storage')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='worker processes on this machine, all taking trials from the study '
+                        '(--workers is the processes that build the cache)')
+    p.add_argument('--gpus', type=_int_list, default=None, metavar='0,1,...',
+                   help='GPUs to pin the --jobs workers to, one each in turn (default: none, the CPU threads '
+                        'are shared out)')
+    p.add_argument('--retries', type=int, default=RETRIES,
+                   help='times a trial whose process died is run again')
 
 def _preset(k: str) -> str:
     return f"(default: {DEMO_PRESETS['quick'][k]} quick, {DEMO_PRESETS['full'][k]} full)"

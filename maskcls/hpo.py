@@ -4,7 +4,8 @@
 
 # %% ../nbs/19_hpo.ipynb #1a826dd8
 from __future__ import annotations
-import json, shutil, warnings
+import html, importlib.util, json, os, shutil, signal, socket, sys, time, warnings
+import multiprocessing as mp
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -13,10 +14,15 @@ import numpy as np
 import optuna
 import optuna.visualization.matplotlib as ovm
 import pandas as pd
+import sqlalchemy
+import torch
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
+from tqdm.auto import tqdm
 
 from .labels import macro_f1
+from .layout import atomic_write
+from .pages import figure, link, para, section, table, write_page
 from .config import Config, ConfigError, config_from_dict, save_config
 from .models import check_model_name
 from .layout import task_of
@@ -26,10 +32,11 @@ from .cv import folds_for, save_folds, score_oof, split_for, train_fold
 from .ensemble import bootstrap_people
 
 # %% auto #0
-__all__ = ['SPACE', 'KINDS', 'FIXED', 'SEARCH_SAMPLERS', 'TPE_STARTUP', 'PRUNERS', 'STUDY_NAME', 'OBJECTIVES',
-           'IMPORTANCE_MIN_TRIALS', 'suggest', 'check_space', 'grid_space', 'make_sampler', 'make_pruner', 'open_study',
-           'tune', 'best_config', 'trials_table', 'save_results', 'search_figures', 'save_search_figures',
-           'bootstrap_f1']
+__all__ = ['SPACE', 'KINDS', 'FIXED', 'SEARCH_SAMPLERS', 'TPE_STARTUP', 'PRUNERS', 'STUDY_NAME', 'HEARTBEAT', 'GRACE', 'RETRIES',
+           'JOURNAL', 'EXTRA', 'OBJECTIVES', 'HOST', 'POLL', 'IMPORTANCE_MIN_TRIALS', 'CAPTIONS', 'suggest',
+           'check_space', 'grid_space', 'make_sampler', 'make_pruner', 'storage_label', 'make_storage', 'open_study',
+           'SurplusTrial', 'counted_trials', 'fail_dead_trials', 'tune', 'best_config', 'trials_table', 'save_results',
+           'curve_colors', 'search_figures', 'save_search_figures', 'write_search_page', 'bootstrap_f1']
 
 # %% ../nbs/19_hpo.ipynb #3bbb27cc
 SPACE = dict(                                  # a sensible first search for this competition
@@ -132,9 +139,15 @@ def grid_space(space: dict, n: int = 3) -> dict:
             g[k] = sorted({type(a[0])(a[0] + round((v - a[0]) / a[2]) * a[2]) for v in g[k]})
     return g
 
-def make_sampler(kind: str = 'tpe', space: dict | None = None, seed: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(kind: str = 'tpe', space: dict | None = None, seed: int = 0,
+                 parallel: bool = False,   # several workers: TPE counts running trials as bad (constant liar)
+                ) -> optuna.samplers.BaseSampler:
     "An Optuna sampler by name: 'tpe', 'random' or 'grid' (the grid needs the `space`)."
-    if kind == 'tpe': return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP)
+    if kind == 'tpe':
+        if not parallel: return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP)
+        with warnings.catch_warnings():                          # constant_liar is marked experimental
+            warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP, constant_liar=True)
     if kind == 'random': return optuna.samplers.RandomSampler(seed=seed)
     if kind == 'grid':
         if not space: raise ValueError('a grid sampler needs the search space')
@@ -154,20 +167,78 @@ def make_pruner(pruner=True) -> optuna.pruners.BasePruner:
 
 # %% ../nbs/19_hpo.ipynb #f06b3095
 STUDY_NAME = 'maskcls'
+HEARTBEAT, GRACE = 60, 180   # seconds between a running trial's heartbeats; silence after which it counts as crashed
+RETRIES = 1                  # times a crashed trial is queued again, with the same parameters
+JOURNAL = 'journal://'       # journal:///abs/path.log, or any path ending in .log: a journal file for one machine
+EXTRA = "pip install 'maskcls[hpo]'"   # the database drivers (psycopg2-binary, pymysql)
+_DRIVERS = dict(postgresql=('psycopg2', 'psycopg'), mysql=('pymysql', 'MySQLdb'))   # tried in turn
 
-def open_study(out, resume: bool = False, sampler=None, pruner=None) -> optuna.Study:
-    "The maximising study stored in `out/study.db` (SQLite): a new one, or with `resume` the one already there."
-    out, db = Path(out), Path(out) / 'study.db'
-    if resume and not db.exists():
-        raise FileNotFoundError(f'{db} not found: resume takes the folder of an earlier search')
-    if not resume and db.exists():
-        raise FileExistsError(f'{db} holds a study already: resume it (same settings) or choose a new folder')
-    out.mkdir(parents=True, exist_ok=True)
+def _journal_path(storage) -> Path | None:
+    s = str(storage)
+    if s.startswith(JOURNAL): return Path(s[len(JOURNAL):]).resolve()
+    if '://' not in s and s.endswith('.log'): return Path(s).resolve()
+    return None
+
+def storage_label(storage) -> str:
+    "How `storage` is shown and recorded: a journal file as an absolute path, a database URL without its password."
+    if storage is None: return 'study.db'
+    if (p := _journal_path(storage)) is not None: return f'{JOURNAL}{p}'
+    try: return sqlalchemy.engine.make_url(str(storage)).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        raise ValueError(f'storage {storage!r}: expected a journal file (journal:///path/file.log or a path ending '
+                         'in .log) or a database URL (postgresql://user:pw@host/db, mysql+pymysql://..., '
+                         'sqlite:///path.db)') from None
+
+def _with_driver(url: str) -> str:
+    "`url` with a driver that is installed when it names none (SQLAlchemy's own default depends on its version)."
+    u = sqlalchemy.engine.make_url(url)
+    for d in _DRIVERS.get(u.drivername, ()):
+        if importlib.util.find_spec(d): return u.set(drivername=f'{u.drivername}+{d}').render_as_string(False)
+    return url
+
+def make_storage(storage=None,             # None (SQLite in `out`), a journal file, or a database URL
+                 out=None,                 # the search folder, for the default `out/study.db`
+                 retries: int = RETRIES,   # times a trial whose heartbeat stopped is queued again
+                 heartbeat: int = HEARTBEAT, grace: int = GRACE):   # database storages: seconds (see above)
+    "An Optuna storage: `out/study.db` by default, a journal file for one machine, a database URL for several."
+    if storage is None: storage = f'sqlite:///{(Path(out) / "study.db").resolve()}'
+    if (p := _journal_path(storage)) is not None:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(p)))
+    label = storage_label(storage)
+    kw = dict(connect_args=dict(timeout=60)) if label.startswith('sqlite') else {}   # several writers wait their turn
     with warnings.catch_warnings():                              # the heartbeat options are marked experimental
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(f'sqlite:///{db.resolve()}', heartbeat_interval=60, grace_period=180)
-    return optuna.create_study(storage=storage, study_name=STUDY_NAME, direction='maximize', load_if_exists=resume,
-                               sampler=sampler, pruner=pruner)
+        try:
+            return optuna.storages.RDBStorage(
+                _with_driver(str(storage)), engine_kwargs=kw, heartbeat_interval=heartbeat, grace_period=grace,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries))
+        except ImportError as e:
+            raise ImportError(f'storage {label}: its database driver is missing ({e}): {EXTRA}') from None
+        except sqlalchemy.exc.OperationalError as e:
+            raise ConnectionError(f'storage {label}: cannot connect ({e.orig}); is the server running, '
+                                  'and do the user, password and database exist?') from None
+
+def open_study(out, resume: bool = False, sampler=None, pruner=None,
+               storage=None,                  # None: `out/study.db`; a journal file or database URL (make_storage)
+               study_name: str = STUDY_NAME,  # several studies can share one database
+               retries: int = RETRIES) -> optuna.Study:
+    """The maximising study in `out/study.db` (a new one, or with `resume` the one already there); with a shared
+    `storage` the study `study_name` there, created by whichever process comes first and joined by the others."""
+    out = Path(out)
+    if storage is None:
+        db = out / 'study.db'
+        if resume and not db.exists():
+            raise FileNotFoundError(f'{db} not found: resume takes the folder of an earlier search')
+        if not resume and db.exists():
+            raise FileExistsError(f'{db} holds a study already: resume it (same settings) or choose a new folder')
+        out.mkdir(parents=True, exist_ok=True)
+    st = make_storage(storage, out, retries)
+    if storage is not None and resume and study_name not in optuna.study.get_all_study_names(st):
+        raise FileNotFoundError(f'no study {study_name!r} in {storage_label(storage)}: check --study, or drop --resume')
+    return optuna.create_study(storage=st, study_name=study_name, direction='maximize',
+                               load_if_exists=resume or storage is not None, sampler=sampler, pruner=pruner)
+
 
 # %% ../nbs/19_hpo.ipynb #72102726
 OBJECTIVES = ('holdout', 'cv')
@@ -179,11 +250,13 @@ def _flat(s: dict) -> dict:
     "A study's settings as one flat dict: the base options, one `space 'key'` entry per searched option, the objective."
     return {**s['base'], **{f'space {k!r}': v for k, v in s['space'].items()}, 'objective': s['objective']}
 
-def _check_settings(out: Path, old: dict, new: dict):
+def _check_settings(where: str, old: dict, new: dict):
+    "Refuse a study (`where`: its file, or its name and storage) that was started with other settings."
     if 'base' not in old:
-        raise ValueError(f'{out}/study.db was not made by tune(): it stores no base config to compare with')
+        raise ValueError(f'{where} was not made by tune(): it stores no base config to compare with')
     o, n = _flat(old), _flat(new)
-    check_same_config(out, {**dict.fromkeys(o), **n}, o, _FREE, 'folder')
+    what = 'folder' if where.endswith('study.db') else 'study (another --study name)'
+    check_same_config(where, {**dict.fromkeys(o), **n}, o, _FREE, what)
 
 def _report(trial, step: int, score: float, what: str):
     trial.report(score, step)
@@ -213,34 +286,96 @@ def _slim(d: Path):
     for p in d.rglob('top'):
         if p.is_dir(): shutil.rmtree(p)
 
-# %% ../nbs/19_hpo.ipynb #0e266170
-def tune(cfg: Config, df: pd.DataFrame, space: dict,
-         n_trials: int | None,            # trials to add (None: until `timeout`, or Ctrl-C)
-         out,                             # folder of the search: study.db, trial<k>/, trials.csv, best_config.yaml
-         objective: str = 'holdout',      # 'holdout' (one person-level split) or 'cv' (out-of-fold F1, cfg.folds folds)
-         sampler: str = 'tpe',            # 'tpe', 'random' or 'grid'
-         pruner=True,                     # True/'median', 'halving', False/'none', or an optuna pruner
-         seed: int = 0,                   # seed of the sampler (the training seed is cfg.seed)
-         timeout: float | None = None,    # seconds after which no new trial starts
-         resume: bool = False,            # continue the study in `out` (same cfg, space and objective)
-         progress: bool = False,          # per-epoch progress of each training
-        ) -> optuna.Study:
-    "Search `space` around the base `cfg` with `n_trials` more trainings; study, trials and best config go to `out/`."
-    if objective not in OBJECTIVES: raise ValueError(f'unknown objective {objective!r}: expected one of {OBJECTIVES}')
-    space = check_space(space, cfg)
-    out = Path(out) if resume else new_run_dir(out)
-    study = open_study(out, resume, pruner=make_pruner(pruner))
-    settings = _plain(dict(base=asdict(cfg), space=space, objective=objective))
-    if resume: _check_settings(out, study.user_attrs, settings)
-    else:
+# %% ../nbs/19_hpo.ipynb #4063fc16
+HOST = socket.gethostname()
+POLL = 1.0                   # seconds between looks at the study while waiting for other workers' trials
+
+class SurplusTrial(Exception):
+    "A trial that started after the requested total was reached (two workers asked at once): it trains nothing."
+
+def counted_trials(trials) -> list:
+    "The trials that count towards a search's total: all but crashed ones that were queued again, and surplus ones."
+    gone = {n for t in trials for n in t.system_attrs.get('retry_history', ())}
+    return [t for t in trials if t.number not in gone and not t.user_attrs.get('surplus')]
+
+def _alive(pid) -> bool:
+    try: os.kill(int(pid), 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass                                 # it exists, run by another user
+    return True
+
+def fail_dead_trials(study: optuna.Study, retries: int = RETRIES) -> list:
+    """Mark failed the running trials of processes of this machine that are gone (killed, crashed), and queue each
+    again up to `retries` times: the numbers of the failed trials. (Other machines': the heartbeat, see `GRACE`.)"""
+    with warnings.catch_warnings():                              # marked experimental
+        warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
+        retry, failed = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        a = t.user_attrs
+        if a.get('host') != HOST or 'pid' not in a or _alive(a['pid']): continue
+        try: ft = study.tell(t.number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError: continue      # another process got there first
+        trials = study.get_trials(deepcopy=False)
+        if any(t.number in u.system_attrs.get('retry_history', ()) for u in trials): continue   # queued already
+        retry(study, ft)
+        failed.append(t.number)
+    return failed
+
+def _to_do(study: optuna.Study, target: int | None) -> bool:
+    "Whether a worker should start a trial: a crashed one is queued, or the total is not reached yet."
+    trials = study.get_trials(deepcopy=False)
+    return (any(t.state == TrialState.WAITING for t in trials) or target is None
+            or len(counted_trials(trials)) < target)
+
+# %% ../nbs/19_hpo.ipynb #eab469df
+def _search_dir(out, resume: bool, storage, study_name: str) -> Path:
+    """The search folder: without `storage` a new one (`out2`, ... when taken) unless `resume`; with a shared storage
+    `out` itself, for every command of the same study (its `study.json` says which), so that commands on one machine
+    share it."""
+    if storage is None: return Path(out) if resume else new_run_dir(out)
+    out, me = Path(out), dict(storage=storage_label(storage), study=study_name)
+    mark = out / 'study.json'
+    if mark.exists():
+        if (old := json.loads(mark.read_text())) != me:
+            raise FileExistsError(f"{out} holds the search of study {old['study']!r} in {old['storage']}: "
+                                  'give another --out for this one')
+        return out
+    if out.exists() and any(p != _journal_path(storage) for p in out.resolve().iterdir()):   # its own journal may be there
+        raise FileExistsError(f'{out} is not empty and holds no study.json: give a new --out (commands of one '
+                              'shared study then share that folder)')
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(mark) as tmp: tmp.write_text(json.dumps(me, indent=1))
+    return out
+
+def _claim_settings(study: optuna.Study, where: str, settings: dict):
+    "Record the search settings in a new study, or check them against the ones it records (also after writing)."
+    if 'base' not in study.user_attrs and not study.trials:
         for k, v in settings.items(): study.set_user_attr(k, v)
-    study.set_user_attr('out', str(out))
-    study.sampler = make_sampler(sampler, space, seed + len(study.trials))
+    _check_settings(where, study.user_attrs, settings)            # read back: two commands may have raced
+
+def _work(k: int,                       # worker number on this machine
+          env: dict,                    # environment of the worker: its GPU, its threads
+          cfg, df, space, out, objective, sampler, pruner, seed, deadline, storage, study_name, target,
+          retries, parallel, progress=False, study=None):
+    "One worker: start trials of the study (queued crashed ones first) until the total is reached, then wait for the rest."
+    os.environ.update(env)
+    if 'OMP_NUM_THREADS' in env: torch.set_num_threads(int(env['OMP_NUM_THREADS']))
+    study = study or open_study(out, True, pruner=make_pruner(pruner), storage=storage, study_name=study_name,
+                                retries=retries)
+    n = len(study.trials)
+    seed = int(np.random.SeedSequence([seed, n, k, os.getpid()]).generate_state(1)[0]) if parallel else seed + n
+    study.sampler = make_sampler(sampler, space, seed, parallel=parallel)
     if objective == 'holdout': split = split_for(cfg, df)                        # the same people for every trial
     else: folds = folds_for(cfg, df)
 
     def run(trial):
-        d = out / f'trial{trial.number}'
+        for key, v in dict(host=HOST, pid=os.getpid(), worker=k).items(): trial.set_user_attr(key, v)
+        if target is not None:                                       # did another worker take the last slot?
+            before = [t for t in counted_trials(study.get_trials(deepcopy=False)) if t.number < trial.number]
+            if len(before) >= target:
+                trial.set_user_attr('surplus', True)
+                raise SurplusTrial(f'trial {trial.number}: the {target} trials asked for were already started')
+        d = out / f'trial{trial.number}'                             # trial numbers are unique in the study
         d.mkdir(parents=True, exist_ok=True)
         c = config_from_dict({**suggest(trial, space), 'out': str(d)}, cfg)
         try:
@@ -248,9 +383,90 @@ def tune(cfg: Config, df: pd.DataFrame, space: dict,
             return _cv_trial(trial, c, df, folds, d, progress)
         finally: _slim(d)
 
-    try: study.optimize(run, n_trials=n_trials, timeout=timeout, catch=(FloatingPointError,))
+    while True:
+        if _to_do(study, target) and (deadline is None or time.time() < deadline):
+            study.optimize(run, n_trials=1, catch=(FloatingPointError, SurplusTrial))
+        elif any(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)):
+            time.sleep(POLL)                                          # a crashed one may come back queued
+        else: return
+
+def _ended(code: int) -> str:
+    return f'signal {signal.Signals(-code).name}' if code < 0 else f'exit code {code}'
+
+def _supervise(jobs: int, gpus, study: optuna.Study, target, retries: int, progress: bool, kw: dict):
+    "Run `jobs` worker processes, each pinned to a GPU or to its share of the CPU threads; replace killed ones."
+    ctx, threads = mp.get_context('spawn'), max(1, (os.cpu_count() or 1) // jobs)
+    def start(k):
+        env = dict(OMP_NUM_THREADS=str(threads), **({'CUDA_VISIBLE_DEVICES': str(gpus[k % len(gpus)])} if gpus else {}))
+        p = ctx.Process(target=_work, args=(k, env), kwargs=kw, name=f'maskcls-hpo-{k}', daemon=False)
+        p.start(); return p
+    procs, restarts, errors = {k: start(k) for k in range(jobs)}, 0, []
+    bar = tqdm(total=target, desc=f'trials ({jobs} workers)', unit='trial', disable=not progress)
+    try:
+        while procs:
+            time.sleep(0.5)
+            for k, p in list(procs.items()):
+                if p.is_alive(): continue
+                del procs[k]
+                if p.exitcode == 0: continue
+                failed = fail_dead_trials(study, retries)
+                print(f'worker {k} (pid {p.pid}) ended with {_ended(p.exitcode)}; '
+                      f'trials marked failed and queued again: {failed or "none"}', file=sys.stderr)
+                if p.exitcode > 0: errors.append(f'worker {k}: {_ended(p.exitcode)}')   # its traceback is above
+                elif restarts < jobs * retries: restarts += 1; procs[k] = start(k)
+            n = sum(t.state.is_finished() for t in counted_trials(study.get_trials(deepcopy=False)))
+            if n != bar.n: bar.update(n - bar.n)
+    finally:
+        for p in procs.values(): p.join()                         # Ctrl-C reaches them too: each ends its trial
+        bar.close()
+    if errors: raise RuntimeError(f'{len(errors)} search worker(s) failed ({"; ".join(errors)}): see the errors above')
+
+# %% ../nbs/19_hpo.ipynb #0e266170
+def tune(cfg: Config, df: pd.DataFrame, space: dict,
+         n_trials: int | None,            # trials to add (None: until `timeout`, or Ctrl-C); with `storage`: the total
+         out,                             # folder of the search: trial<k>/, trials.csv, index.html, best_config.yaml
+         objective: str = 'holdout',      # 'holdout' (one person-level split) or 'cv' (out-of-fold F1, cfg.folds folds)
+         sampler: str = 'tpe',            # 'tpe', 'random' or 'grid'
+         pruner=True,                     # True/'median', 'halving', False/'none', or an optuna pruner
+         seed: int = 0,                   # seed of the sampler (the training seed is cfg.seed)
+         timeout: float | None = None,    # seconds after which no new trial starts
+         resume: bool = False,            # continue the study in `out` (same cfg, space and objective)
+         progress: bool = False,          # per-epoch progress of each training (a bar of trials with `jobs` > 1)
+         storage=None,                    # None: out/study.db; a journal file or database URL shared by many (make_storage)
+         study_name: str = STUDY_NAME,    # the study in a shared storage
+         jobs: int = 1,                   # worker processes on this machine, all taking trials from the study
+         gpus=None,                       # GPU ids to pin the workers to, in turn (default: CPU threads shared out)
+         retries: int = RETRIES,          # times a crashed trial is queued again
+        ) -> optuna.Study:
+    "Search `space` around the base `cfg` with `n_trials` more trainings; study, trials and best config go to `out/`."
+    if objective not in OBJECTIVES: raise ValueError(f'unknown objective {objective!r}: expected one of {OBJECTIVES}')
+    if jobs < 1: raise ValueError(f'jobs must be at least 1, got {jobs}')
+    space = check_space(space, cfg)
+    out = _search_dir(out, resume, storage, study_name)
+    study = open_study(out, resume, pruner=make_pruner(pruner), storage=storage, study_name=study_name,
+                       retries=retries)
+    where = f'{out}/study.db' if storage is None else f'study {study_name!r} in {storage_label(storage)}'
+    _claim_settings(study, where, _plain(dict(base=asdict(cfg), space=space, objective=objective)))
+    if storage is None: study.set_user_attr('out', str(out))
+    if failed := fail_dead_trials(study, retries):               # trials of a command that was killed
+        print(f'trials {failed} were left running by a process that is gone: marked failed and queued again',
+              file=sys.stderr)
+    counted = counted_trials(study.trials)
+    target = None if n_trials is None else n_trials + (0 if storage is not None else len(counted))
+    if sampler == 'grid':                                        # the grid ends the search when every point was tried
+        points = int(np.prod([len(v) for v in grid_space(space).values()]))
+        seen = {t.system_attrs['grid_id'] for t in study.trials if 'grid_id' in t.system_attrs}
+        target = min(target if target is not None else np.inf, len(counted) + points - len(seen))
+    deadline = None if timeout is None else time.time() + timeout
+    kw = dict(cfg=cfg, df=df, space=space, out=out, objective=objective, sampler=sampler, pruner=pruner, seed=seed,
+              deadline=deadline, storage=storage, study_name=study_name, target=target, retries=retries,
+              parallel=jobs > 1 or storage is not None)
+    try:
+        if jobs == 1: _work(0, {}, **kw, progress=progress, study=study)
+        else: _supervise(jobs, gpus, study, target, retries, progress, kw)
     finally: save_results(study, out)
     return study
+
 
 # %% ../nbs/19_hpo.ipynb #c61ff8a3
 def best_config(study: optuna.Study) -> Config:
@@ -266,18 +482,23 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     if t.empty: return t
     t['duration'] = t['duration'].dt.total_seconds().round(2)
     t['steps'] = [len(tr.intermediate_values) for tr in study.trials]
+    t['retry_of'] = [tr.system_attrs.get('failed_trial') for tr in study.trials]   # a crashed trial run again
+    if t['retry_of'].isna().all(): t = t.drop(columns='retry_of')
     t = t.rename(columns=lambda c: c.removeprefix('params_').removeprefix('user_attrs_'))
     return t.rename(columns=dict(duration='seconds'))
 
 def save_results(study: optuna.Study, out) -> dict:
-    "Write `trials.csv`, the figures (`search.png`, `search_*.png`) and, once a trial finished, `best_config.yaml`."
+    """Write `trials.csv`, the figures (`search.png`, `search_*.png`), `best_config.yaml` once a trial finished, and
+    `index.html`, the page of the search; each file whole or not at all."""
     out = Path(out)
-    paths = dict(trials=out / 'trials.csv')
-    trials_table(study).to_csv(paths['trials'], index=False)
+    paths, t = dict(trials=out / 'trials.csv'), trials_table(study)
+    with atomic_write(paths['trials']) as tmp: t.to_csv(tmp, index=False)
     paths.update(save_search_figures(study, out))
-    if any(t.state == TrialState.COMPLETE for t in study.trials):
+    if any(s.state == TrialState.COMPLETE for s in study.trials):
         paths['best_config'] = save_config(best_config(study), out / 'best_config.yaml')
+    paths['page'] = write_search_page(study, out, t, paths)
     return paths
+
 
 # %% ../nbs/19_hpo.ipynb #9e0ea2a2
 IMPORTANCE_MIN_TRIALS = 5     # finished trials before parameter importances are drawn
@@ -286,18 +507,27 @@ def _figure(ax) -> plt.Figure:
     "The figure of what an optuna.visualization.matplotlib function returned: one Axes, or an array of them."
     return np.ravel(ax)[0].figure
 
+def curve_colors(n: int) -> list:
+    "`n` colours that tell `n` curves apart: tab10 up to 10, tab20 up to 20, then evenly spaced along turbo."
+    if n <= 20: return [plt.get_cmap('tab10' if n <= 10 else 'tab20')(i) for i in range(n)]
+    return [plt.get_cmap('turbo')(x) for x in np.linspace(0, 1, n)]
+
 def _label_curves(ax, study: optuna.Study) -> plt.Figure:
-    "Learning curves in a legend of trial numbers (pruned ones say so), even for a single trial."
+    "Learning curves each in its own colour, in a legend of trial numbers (pruned ones say so and are dashed)."
     pruned = {t.number for t in study.trials if t.state == TrialState.PRUNED}
     name = {f'Trial{t.number}': f'{t.number}' + (' pruned' if t.number in pruned else '') for t in study.trials}
-    for line in ax.get_lines(): line.set_label(name.get(line.get_label(), line.get_label()))
-    ax.legend(title='trial', fontsize=7, ncol=1 + len(ax.get_lines()) // 20, bbox_to_anchor=(1.02, 1), loc='upper left')
+    lines = ax.get_lines()
+    for line, c in zip(lines, curve_colors(len(lines))):
+        line.set_label(name.get(line.get_label(), line.get_label()))
+        line.set(color=c, alpha=0.9, linestyle='--' if line.get_label().endswith('pruned') else '-')
+    ax.legend(title='trial', fontsize=7, ncol=1 + len(lines) // 20, bbox_to_anchor=(1.02, 1), loc='upper left')
     ax.set(xlabel='step (epoch, or folds done)', ylabel='macro F1', title='learning curves')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return ax.figure
 
 def search_figures(study: optuna.Study) -> dict:
-    "Optuna's plots of `study` by name (history, importances, params, curves), each only if it has something to show."
+    """Optuna's plots of `study` by name (history, importances, params, parallel, curves), each only if it has
+    something to show."""
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     n_params = len({k for t in done for k in t.params})
     figs = {}
@@ -308,10 +538,14 @@ def search_figures(study: optuna.Study) -> dict:
         if n_params > 1 and len(done) >= IMPORTANCE_MIN_TRIALS:
             figs['importances'] = _figure(ovm.plot_param_importances(study, target_name='macro F1'))
         if len(done) > 1: figs['params'] = _figure(ovm.plot_slice(study, target_name='macro F1'))
+        if n_params > 1 and len(done) > 1:
+            figs['parallel'] = _figure(ovm.plot_parallel_coordinate(study, target_name='macro F1'))
         if any(t.intermediate_values for t in study.trials):
             figs['curves'] = _label_curves(ovm.plot_intermediate_values(study), study)
     return figs
 
+
+# %% ../nbs/19_hpo.ipynb #da77608a
 def _pad(x: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.pad(x, ((0, h - len(x)), (0, w - x.shape[1]), (0, 0)), constant_values=1)   # white below and right
 
@@ -329,14 +563,59 @@ def save_search_figures(study: optuna.Study, out) -> dict:
     out, paths = Path(out), {}
     out.mkdir(parents=True, exist_ok=True)
     for k, fig in search_figures(study).items():
-        fig.savefig(paths.setdefault(k, out / f'search_{k}.png'), dpi=90, bbox_inches='tight')
+        with atomic_write(paths.setdefault(k, out / f'search_{k}.png')) as tmp: fig.savefig(tmp, dpi=90, bbox_inches='tight')
         plt.close(fig)
-    if paths: plt.imsave(out / 'search.png', _tile([plt.imread(p)[..., :3] for p in paths.values()]))
-    else:                                                    # no trial has reported a score yet
-        fig = plt.figure(figsize=(4, 1))
-        fig.text(0.5, 0.5, 'no trial has reported a score yet', ha='center', va='center')
-        fig.savefig(out / 'search.png', dpi=90); plt.close(fig)
+    with atomic_write(out / 'search.png') as tmp:
+        if paths: plt.imsave(tmp, _tile([plt.imread(p)[..., :3] for p in paths.values()]))
+        else:                                                    # no trial has reported a score yet
+            fig = plt.figure(figsize=(4, 1))
+            fig.text(0.5, 0.5, 'no trial has reported a score yet', ha='center', va='center')
+            fig.savefig(tmp, dpi=90); plt.close(fig)
     return {**paths, 'plot': out / 'search.png'}
+
+CAPTIONS = dict(history="Each finished trial's macro F1 in the order they ran, and the best so far.",
+                importances='How much of the spread in macro F1 each option explains (noisy with few trials).',
+                params='Macro F1 against each searched option: one dot per finished trial, coloured by its number.',
+                parallel='Every finished trial as a line through its option values to its macro F1.',
+                curves='Macro F1 after each epoch (or fold) of each trial; pruned trials are dashed and stop early.')
+
+def _space_table(space: dict) -> pd.DataFrame:
+    rows = [dict(option=k, kind=kind, values=', '.join(map(str, a[0])) if kind == 'cat' else f'{a[0]} .. {a[1]}'
+                 + (f' step {a[2]}' if len(a) > 2 else '')) for k, (kind, *a) in space.items()]
+    return pd.DataFrame(rows)
+
+def write_search_page(study: optuna.Study, out, trials: pd.DataFrame, paths: dict) -> Path:
+    "`out/index.html`: the best trial and its config, every trial (a sortable table), the figures, the files."
+    out, a = Path(out), study.user_attrs
+    states = trials['state'].value_counts() if len(trials) else pd.Series(dtype=int)
+    counts = ', '.join(f'{n} {s.lower()}' for s, n in states.items())
+    body = [para(f'{len(trials)} trials ({counts or "none yet"}) of study {study.study_name!r}; '
+                 f'objective: {a.get("objective", "?")} macro F1, higher is better.')]
+    if 'best_config' in paths:
+        b, cfg, default = study.best_trial, asdict(best_config(study)), asdict(Config())
+        rest = pd.DataFrame([dict(option=k, value=str(v)) for k, v in cfg.items()
+                             if k not in b.params and v != default[k] and k not in ('out', 'data', 'cache_dir')])
+        body.append(section(
+            f'Best: trial {b.number}, macro F1 {b.value:.4f}', table(pd.DataFrame([b.params]), sortable=False, digits=4),
+            f'<p>Repeat it: <code>maskcls train --config {html.escape(str(out / "best_config.yaml"))}</code> '
+            f'(<code>maskcls cv --config ...</code> for a cross-validated search); all its options are in '
+            f'{link("best_config.yaml")}. Its other options that differ from the defaults:</p>',
+            table(rest, sortable=False) if len(rest) else para('none.')))
+    if 'space' in a: body.append(section('What was searched', table(_space_table(a['space']), sortable=False)))
+    if len(trials):
+        shown = trials.copy()
+        shown.insert(1, 'folder', [link(f'trial{n}/', f'trial{n}') if (out / f'trial{n}').exists() else None
+                                   for n in shown['number']])
+        body.append(section('Trials (click a column to sort)', '<div class=scroll>' + table(shown, heat=['value'])
+                            + '</div>'))
+    figs = [k for k in CAPTIONS if k in paths]
+    if figs: body.append(section('Figures', *(figure(paths[k].name, CAPTIONS[k]) for k in figs)))
+    tb = 'TensorBoard: each trial folder holds its events; compare the trials with' if a.get('base', {}).get(
+        'tensorboard') else 'TensorBoard was off for this search (--tensorboard to turn it on); its command would be'
+    body.append(section('Files', para(f'{tb}:'), f'<pre>tensorboard --logdir {html.escape(str(out))}</pre>'))
+    files = [n for n in ('trials.csv', 'best_config.yaml', 'search.png') if (out / n).exists()]
+    return write_page(out / 'index.html', f'Hyperparameter search: {out.name}', ''.join(body), files=files,
+                      subtitle=f'best macro F1 {study.best_value:.4f}' if 'best_config' in paths else '')
 
 # %% ../nbs/19_hpo.ipynb #1cc8e5f8
 def bootstrap_f1(y, probs,          # true labels and predicted probabilities (or labels) of the validation images

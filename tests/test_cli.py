@@ -58,7 +58,8 @@ def test_hpo_help_shows_its_own_defaults(capsys):
     with pytest.raises(SystemExit): main(['hpo', '--help'])
     opts = {o.split()[0].rstrip(','): o for o in option_entries(capsys.readouterr().out)}
     for opt, default in [('--trials', '20'), ('--objective', 'holdout'), ('--search', 'tpe'), ('--pruner', 'median'),
-                         ('--search-seed', '0'), ('--timeout', 'none'), ('--lr', '0.003')]:
+                         ('--search-seed', '0'), ('--timeout', 'none'), ('--lr', '0.003'),
+                         ('--storage', '--out/study.db'), ('--study', 'maskcls'), ('--jobs', '1'), ('--retries', '1')]:
         assert f'(default: {default})' in opts[opt], opts[opt]
 
 
@@ -145,5 +146,7 @@ def test_hpo_then_train_the_best_config(data):
     assert 'repeat it: maskcls train --config' in r.stdout
     assert len(pd.read_csv(data / 'hpo' / 'trials.csv')) == 2
     assert (data / 'hpo' / 'search.png').exists() and (data / 'hpo' / 'search_curves.png').exists()
+    assert f"the page of the search: {data / 'hpo' / 'index.html'}" in r.stdout
+    assert 'Best: trial' in (data / 'hpo' / 'index.html').read_text()
     run('train', '--config', data / 'hpo' / 'best_config.yaml', cwd=data)
     assert (data / 'hpo' / 'best' / 'best.pt').exists()

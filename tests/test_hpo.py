@@ -18,8 +18,9 @@ import maskcls.hpo as hpo
 from maskcls.config import Config, ConfigError, load_config
 from maskcls.cv import split_for
 from maskcls.hpo import (SEARCH_SAMPLERS, SPACE, best_config, bootstrap_f1, check_space, grid_space, make_pruner,
-                         make_sampler,
-                         open_study, save_search_figures, search_figures, suggest, trials_table, tune)
+                         make_sampler, curve_colors,
+                         open_study, save_search_figures, search_figures, suggest, trials_table, tune,
+                         write_search_page)
 from maskcls.layout import read_train
 from maskcls.models import create_model
 from maskcls.synth import make_dataset
@@ -224,6 +225,8 @@ def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
     s = tune(base, df, space, n_trials=1, out=tmp_path / 'h', sampler='random', seed=0, resume=True)
     assert len(s.trials) == 2 and s.trials[0].params != s.trials[1].params      # the resumed sampler is reseeded
     assert len(pd.read_csv(tmp_path / 'h' / 'trials.csv')) == 2
+    page = (tmp_path / 'h' / 'index.html').read_text()
+    assert f'Best: trial {s.best_trial.number}, macro F1 {s.best_value:.4f}' in page and '>old_age</th>' in page
     best = load_config(tmp_path / 'h' / 'best_config.yaml')
     assert best == replace(base, **s.best_params) == best_config(s)
     again = train_run(best, *split_for(best, df), progress=False)
@@ -264,10 +267,13 @@ def test_search_figures_label_each_curve_and_warn_nothing():
         figs = search_figures(s)
     assert caught == [], [str(w.message) for w in caught]                   # ExperimentalWarning silenced on purpose
     assert dict(plt.rcParams) == style                                      # Optuna's ggplot style did not leak
-    assert list(figs) == ['history', 'importances', 'params', 'curves']
+    assert list(figs) == ['history', 'importances', 'params', 'parallel', 'curves']
     labels = [t.get_text() for t in figs['curves'].axes[0].get_legend().get_texts()]
     pruned = {t.number for t in s.trials if t.state == TrialState.PRUNED}
     assert pruned and labels == [f'{t.number}' + (' pruned' if t.number in pruned else '') for t in s.trials]
+    lines = figs['curves'].axes[0].get_lines()                              # one colour per trial; pruned dashed
+    assert len({matplotlib.colors.to_hex(x.get_color()) for x in lines}) == len(lines) == len(s.trials)
+    assert [x.get_linestyle() == '--' for x in lines] == [t.number in pruned for t in s.trials]
     plt.close('all')
     one = search_figures(toy_curve_study(1))                                # too few trials for importances or slices
     assert list(one) == ['history', 'curves'] and one['curves'].axes[0].get_legend() is not None
@@ -278,12 +284,30 @@ def test_search_png_is_made_of_the_figures(tmp_path):
     "save_results (called by tune) writes the figures with save_search_figures: each panel, and all on search.png."
     paths = save_search_figures(toy_curve_study(12), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['search.png', 'search_curves.png', 'search_history.png',
-                                                           'search_importances.png', 'search_params.png']
+                                                           'search_importances.png', 'search_parallel.png',
+                                                           'search_params.png']
     assert paths['plot'] == tmp_path / 'search.png'
     page, panel = plt.imread(paths['plot']), plt.imread(paths['history'])
     assert page.shape[0] > 2 * panel.shape[0] and page.shape[1] > panel.shape[1]
     assert save_search_figures(optuna.create_study(), tmp_path / 'e') == dict(plot=tmp_path / 'e' / 'search.png')
     assert (tmp_path / 'e' / 'search.png').exists()                       # no trial reported yet: a page all the same
+
+
+def test_curve_colors_stay_distinct_past_twenty():
+    for n in (1, 10, 12, 20, 35):
+        assert len(set(curve_colors(n))) == n
+
+
+def test_search_page_shows_trials_figures_and_files(tmp_path):
+    s = toy_curve_study(12)
+    paths = save_search_figures(s, tmp_path)
+    trials_table(s).to_csv(tmp_path / 'trials.csv')
+    text = write_search_page(s, tmp_path, trials_table(s), paths).read_text()
+    figs = [k for k in paths if k != 'plot']
+    assert text.count('<img') == len(figs) and all(f'src="search_{k}.png"' in text for k in figs)
+    assert text.count('<tr>') == 1 + len(s.trials) and 'class="mc sortable"' in text   # header + one row per trial
+    assert f'tensorboard --logdir {tmp_path}' in text and 'href="trials.csv"' in text
+    assert 'Best:' not in text                       # no best_config.yaml was written: no best config to show
 
 
 # -- noise
