@@ -288,6 +288,10 @@ def write_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adju
     "Rank the people of CV folder `cv`; write suspects.csv, units.csv, suspects.png and index.html into `out`."
     oof = load_oof(cv)
     people, units = (baseline_suspects(oof) if baseline else find_suspects(oof, method, adjust, attributes, pairs))
+    gone = [p for p in oof.loc[oof['person'].isin(people['person'].iloc[:n]), 'path'] if not Path(p).exists()]
+    if gone:
+        raise FileNotFoundError(f'{len(gone)} photos named in {Path(cv) / "oof.csv"} are missing, e.g. {gone[0]}: run '
+                                'from the folder the CV ran in (its paths may be relative), or restore the data')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_csv(people, out / 'suspects.csv', index=False)
     write_csv(units, out / 'units.csv', index=False)
