@@ -28,7 +28,8 @@ from .cv import run_cv
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'METHODS', 'FIXABLE', 'COPIES', 'load_oof', 'attribute_units', 'judge', 'swap_pairs', 'find_suspects',
            'baseline_suspects', 'noisy_people', 'detection', 'fixes_from', 'write_fixed', 'thumbnail', 'plot_suspects',
-           'write_suspects_page', 'write_suspects', 'true_labels', 'eval_scores', 'right_fixes', 'noise_experiment']
+           'write_suspects_page', 'write_suspects', 'true_labels', 'eval_scores', 'ranking_variants', 'right_fixes',
+           'noise_experiment']
 
 # %% ../nbs/14a_suspects.ipynb #1814fd19
 def load_oof(cv) -> pd.DataFrame:
@@ -288,6 +289,10 @@ def write_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adju
     "Rank the people of CV folder `cv`; write suspects.csv, units.csv, suspects.png and index.html into `out`."
     oof = load_oof(cv)
     people, units = (baseline_suspects(oof) if baseline else find_suspects(oof, method, adjust, attributes, pairs))
+    gone = [p for p in oof.loc[oof['person'].isin(people['person'].iloc[:n]), 'path'] if not Path(p).exists()]
+    if gone:
+        raise FileNotFoundError(f'{len(gone)} photos named in {Path(cv) / "oof.csv"} are missing, e.g. {gone[0]}: run '
+                                'from the folder the CV ran in (its paths may be relative), or restore the data')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_csv(people, out / 'suspects.csv', index=False)
     write_csv(units, out / 'units.csv', index=False)
@@ -325,6 +330,21 @@ def _cv(cfg: Config, data, out) -> Path:
     run_cv(replace(cfg, data=str(data), out=str(out)), read_train(data, progress=False), out,
            resume=(out / 'config.yaml').exists(), progress=False)
     return out
+
+def ranking_variants(oof: pd.DataFrame, noisy: set) -> pd.DataFrame:
+    "Precision at k of the baseline and of every combination of `find_suspects`'s options, on one set of predictions."
+    rows = {('baseline', '-', '-', '-'): detection(baseline_suspects(oof)[0], noisy)}
+    for method in METHODS:
+        for adjust in (False, True):
+            for pairs in (False, True):
+                for age in (False, True):
+                    att = ('mask', 'gender', 'age') if age else ('mask', 'gender')
+                    p = find_suspects(oof, method, adjust, att, pairs)[0]
+                    rows[(method, 'yes' if adjust else 'no', 'yes' if pairs else 'no', 'yes' if age else 'no')] = \
+                        detection(p, noisy)
+    t = pd.DataFrame(rows).T[['precision@k']]
+    t.index.names = ['score', 'thresholds', 'pairs', 'age']
+    return t
 
 def right_fixes(fixes: pd.DataFrame, data) -> int:
     "How many `fixes` undo the noise `maskcls synth --noise` put into `data` (the right person and the right kind)."

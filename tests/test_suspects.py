@@ -107,3 +107,11 @@ def test_bad_cv_folders_are_refused_with_the_fix(cv, capsys, name, edit, task, s
     assert main(['suspects', '--cv', str(d), '--out', str(cv / f'out_{name}')]) == 2
     err = capsys.readouterr().err
     assert says in err and str(d) in err
+
+
+def test_missing_photos_are_named(cv, capsys):
+    "An oof.csv whose photos are gone (moved data, or relative paths from another folder): the error names one."
+    d = bad_cv(cv, 'moved', lambda o: o.assign(path=o['path'].str.replace(str(cv / 'data'), str(cv / 'gone'))))
+    assert main(['suspects', '--cv', str(d), '--out', str(cv / 'out_moved')]) == 2
+    err = capsys.readouterr().err
+    assert 'missing' in err and str(cv / 'gone') in err
