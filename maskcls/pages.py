@@ -111,7 +111,7 @@ def figure(src, caption: str = '') -> str:
     "An image (path relative to the page) with a readable caption; a click opens it at full size."
     src = html.escape(Path(src).as_posix() if isinstance(src, os.PathLike) else str(src))
     cap = f'<figcaption>{html.escape(caption)}</figcaption>' if caption else ''
-    return f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(caption)}">/a>{cap}</figure>'
+    return f'<figure><a href="{src}"><img src="{src}" alt="{html.escape(caption)}"></a>{cap}</figure>'
 
 def para(text: str) -> str:
     "A paragraph of plain text (escaped)."

@@ -18,6 +18,7 @@ from cleanlab.rank import get_label_quality_scores
 from .labels import (AGE_NAMES, GENDER_NAMES, MASK_NAMES, MASK_STEMS, PROB_COLS, Mask, decode, few, marginals,
                             scores)
 from .layout import atomic_write, find_train_root, is_junk, read_eval, read_train
+from .pages import Html, figure, para, section, table, write_page
 from .loader import Loader
 from .config import Config
 from .runtime import open_cache
@@ -215,19 +216,6 @@ def write_fixed(data, units: pd.DataFrame, out, attributes=('mask_swap',), min_s
     return fixes
 
 # %% ../nbs/14a_suspects.ipynb #f80edf88
-def _page(title: str, body: str) -> str:
-    "A whole HTML page: one place to swap for the project's shared page template."
-    css = ('body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}'
-           'td,th{padding:3px 8px;text-align:left;border-bottom:1px solid #ddd;vertical-align:top}'
-           'figure{display:inline-block;margin:2px;text-align:center;font-size:11px}'
-           'img.bad{outline:3px solid #c33}')
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f'<style>{css}</style></head><body><h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n')
-
-def _write_text(path, text: str) -> Path:
-    with atomic_write(path) as t: Path(t).write_text(text, encoding='utf-8')
-    return Path(path)
-
 def _photos(oof: pd.DataFrame, person: str) -> list:
     "The paths of a person's photos in the competition's stem order."
     order = {s: i for i, s in enumerate(MASK_STEMS)}
@@ -265,23 +253,25 @@ def write_suspects_page(people: pd.DataFrame, oof: pd.DataFrame, out, n: int = 5
                         about: str = '') -> Path:
     "`out/index.html`: the `n` most suspicious people with thumbnails of their photos (copied into `out/thumbs/`)."
     out = Path(out); (out / 'thumbs').mkdir(parents=True, exist_ok=True)
-    e, rows = html.escape, []
+    rows = []
     for row in people.iloc[:n].itertuples():
         bad, figs = _bad_photos(row), []
         for p in _photos(oof, row.person):
             t = thumbnail(p, out / 'thumbs' / f'{row.rank:04d}_{Path(p).stem}.jpg')
-            cls = ' class="bad"' if p in bad or not bad else ''
-            figs.append(f'<figure><img src="thumbs/{t.name}" height="96"{cls} alt="{e(Path(p).stem)}">'
-                        f'<figcaption>{e(Path(p).stem)}</figcaption></figure>')
-        rows.append(f'<tr><td>{row.rank}</td><td><code>{e(row.person)}</code></td><td>{e(row.attribute)}</td>'
-                    f'<td>{e(row.given)}</td><td>{e(row.predicted)}</td><td>{row.confidence:.3f}</td>'
-                    f'<td>{row.score:.3f}</td><td>{"yes" if row.issue else ""}</td><td>{"".join(figs)}</td></tr>')
-    head = ''.join(f'<th>{h}</th>' for h in ('rank', 'person', 'attribute', 'given', 'predicted', 'confidence',
-                                             'score', 'flagged', 'photos (red: the suspicious ones)'))
-    body = (f'<p>{e(about)}</p><p>All {len(people)} people, ranked: <a href="suspects.csv">suspects.csv</a>; every '
-            f'photo and attribute judged: <a href="units.csv">units.csv</a>.</p>'
-            f'<table><tr>{head}</tr>\n' + '\n'.join(rows) + '</table>')
-    return _write_text(out / 'index.html', _page(title, body))
+            ring = ' style="outline:3px solid #c33"' if p in bad or not bad else ''
+            figs.append(f'<figure style="display:inline-block;margin:2px"><img src="thumbs/{html.escape(t.name)}" '
+                        f'height="96"{ring} alt="{html.escape(Path(p).stem)}">'
+                        f'<figcaption>{html.escape(Path(p).stem)}</figcaption></figure>')
+        rows.append(dict(rank=row.rank, person=row.person, attribute=row.attribute, given=row.given,
+                         predicted=row.predicted, confidence=row.confidence, score=row.score,
+                         flagged='yes' if row.issue else '', **{'photos (red: the suspicious ones)': Html(''.join(figs))}))
+    body = (para(about) + para(f'All {len(people)} people, ranked, are in suspects.csv; every photo and attribute '
+                                'judged is in units.csv. Click a column header to sort.')
+            + section(f'The {min(n, len(people))} most suspicious people', table(pd.DataFrame(rows)))
+            + section('The first six, as the lesson draws them', figure('suspects.png')))
+    return write_page(out / 'index.html', title, body, files=('suspects.csv', 'units.csv'),
+                      subtitle=f'{len(people)} people judged on their out-of-fold predictions')
+
 
 # %% ../nbs/14a_suspects.ipynb #7f386527
 def write_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,

@@ -43,7 +43,8 @@ def test_ranks_people_writes_page_and_a_corrected_copy(cv, capsys):
     assert {'person', 'attribute', 'given', 'predicted', 'score', 'confidence'} <= set(s.columns)
     page = (out / 'index.html').read_text()
     imgs = re.findall(r'<img src="([^"]+)"', page)
-    assert len(imgs) == 3 * 7 and all((out / i).exists() for i in imgs)   # thumbnails beside the page
+    assert all((out / i).exists() for i in imgs) and 'suspects.png' in imgs   # every picture beside the page
+    assert len([i for i in imgs if i.startswith('thumbs/')]) == 3 * 7          # the top 3 people's photos
     assert all(not i.startswith('/') for i in imgs)
     # the corrected copy: the original untouched, the copy a valid data folder with the listed fixes applied
     assert digest(csv) == before
