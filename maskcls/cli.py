@@ -108,6 +108,9 @@ def cmd_train(a):
         print(f"{_summary(df)}\nclasses: {', '.join(task.classes)}\n"
               f"training on {len(tr)} images, validating on {len(va)} in {world} process(es); run folder {run}/")
     res = train_run(cfg, tr, va, run, resume=bool(a.resume), task=task)
+    if rank == 0 and res['pseudo_images']:
+        print(f"{res['pseudo_images']} pseudo-labelled images from {cfg.pseudo} were added to the training images "
+              "(never to validation)")
     if rank == 0: print(f"best macro F1 {res['best']:.4f}; checkpoints, metrics.csv and TensorBoard events in {run}/ "
                         f"(tensorboard --logdir {run.parent})")
     if world > 1: torch.distributed.destroy_process_group()

@@ -71,6 +71,7 @@ def test_train_adds_pseudo_rows_to_training_only(work, capsys):
     tr0, va0 = split_for(cfg_for(d), df)
     assert tr['path'].tolist() == tr0['path'].tolist() and va['path'].tolist() == va0['path'].tolist()
     res = train_run(cfg, tr, va, new_run_dir(d / 'with'), progress=False)
+    capsys.readouterr()
     ps = set(pd.read_csv(table)['path'])
     seen_tr, seen_va = set(res['trainer'].train_dl.df['path']), set(res['trainer'].valid_dl.df['path'])
     assert ps <= seen_tr and not ps & seen_va and res['pseudo_images'] == 28
@@ -78,6 +79,7 @@ def test_train_adds_pseudo_rows_to_training_only(work, capsys):
     # the command line: the option exists, reaches the run's config, and the run validates on real people only
     assert main(['train', '--data', str(d / 'data'), '--epochs', '1', '--out', str(d / 'cli_with'),
                  '--cache-dir', str(d / 'cache'), '--pseudo', str(table), *TINY]) == 0
+    assert '28 pseudo-labelled images' in capsys.readouterr().out
     assert 'pseudo' in (d / 'cli_with' / 'config.yaml').read_text()
     m = pd.read_csv(d / 'cli_with' / 'metrics.csv')
     assert m['valid_images'].iloc[0] == len(va)
