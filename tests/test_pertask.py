@@ -39,7 +39,7 @@ def test_train_one_attribute_records_its_task_and_predicts_its_columns(data):
     info = data / 'data' / 'eval' / 'info.csv'
     r = run('predict', '--run', run_dir, '--data', data / 'data' / 'eval', '--out', data / 'g.csv', cwd=data)
     p = read_predictions(data / 'g.csv', info, n_classes=2)
-    assert len(p) == 21 and np.allclose(p.sum(1), 1, atol=1e-4)
+    assert len(p) == 21 and np.allclose(p.sum(axis=1), 1, atol=1e-4)
     assert not (data / 'g_submission.csv').exists() and '--compose' in r.stdout       # no 2-class "submission"
     assert 'gender only: macro F1' in r.stdout                                         # scored on the gender codes
 
@@ -57,7 +57,7 @@ def test_three_attribute_cvs_compose_to_18_classes(data):
     oof = pd.read_csv(data / 'oof18.csv')
     truth = read_train(data / 'data').set_index('path')['label']
     assert (oof['label'].to_numpy() == truth.loc[oof['path']].to_numpy()).all()      # the 18-class labels
-    assert np.allclose(oof[prob_cols()].sum(1), 1, atol=1e-5)
+    assert np.allclose(oof[prob_cols()].sum(axis=1), 1, atol=1e-5)
     # eval predictions of the three fold ensembles -> 18-class predictions and a submission
     ev, info = data / 'data' / 'eval', data / 'data' / 'eval' / 'info.csv'
     for t in ('mask', 'gender', 'age'):
@@ -95,6 +95,7 @@ def test_compose_bad_files_name_the_file(files, which, msg):
 
 def test_compose_cv_folder_in_the_wrong_place(tmp_path):
     for name in ('mask', 'gender', 'age'):       # CV folders as run_cv leaves them: task.json and oof.csv
+        (tmp_path / f'cv_{name}').mkdir()
         save_task(attribute_task(name), tmp_path / f'cv_{name}')
     r = run('ensemble', '--compose', *(tmp_path / f'cv_{n}' for n in ('age', 'gender', 'mask')), '--out',
             tmp_path / 'o.csv', cwd=tmp_path, ok=False)
