@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_layout.ipynb #c77d192b
 from __future__ import annotations
-import errno, os, re
+import errno, os, re, secrets
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -361,7 +361,8 @@ def disk_full(e: BaseException) -> bool:
 def atomic_write(path):
     "Yield a temporary path beside `path`; when the block succeeds it replaces `path` in one step, else it is removed."
     path = Path(path)
-    tmp = path.with_name(f'{path.stem}.tmp{path.suffix}')     # same folder and extension as `path`
+    # same folder and extension as `path`; a name of its own, so two processes writing `path` never share it
+    tmp = path.with_name(f'{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(3)}{path.suffix}')
     try:
         yield tmp
         with open(tmp, 'rb') as f: os.fsync(f.fileno())       # on the disk before it takes the name

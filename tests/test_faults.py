@@ -30,7 +30,7 @@ def no_traceback(r):
     assert 'Traceback' not in r.stderr, r.stderr[-3000:]
 
 def leftovers(folder) -> list:
-    "Temporary files left behind by a write that failed (atomic_write names them NAME.tmp.EXT)."
+    "Temporary files left behind by a write that failed (atomic_write names them NAME.tmp-PID-XXXXXX.EXT)."
     return sorted(str(p) for p in Path(folder).rglob('*.tmp*'))
 
 
