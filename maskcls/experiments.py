@@ -89,7 +89,10 @@ def runs_table(*dirs) -> pd.DataFrame:
             s = run_summary(d)
             rel = d.relative_to(root).as_posix()
             rows.append(dict(run=(root.name if rel == '.' else f'{root.name}/{rel}'), path=str(d), **s))
-    if not rows: return pd.DataFrame(columns=['run', 'kind', *_ALWAYS, *_SCORES])
+    if not rows:
+        t = pd.DataFrame(columns=['run', 'kind', *_ALWAYS, *_SCORES])
+        t.attrs.update(differ=[], dirs=[str(d) for d in dirs])
+        return t
     cfgs = [r.pop('config') for r in rows]
     keys = sorted({k for c in cfgs for k in c} - set(_ALWAYS) - set(_NOISE))
     differ = [k for k in keys if len({repr(c.get(k)) for c in cfgs}) > 1]
@@ -100,7 +103,7 @@ def runs_table(*dirs) -> pd.DataFrame:
     front = ['run', 'kind', *_ALWAYS, *differ, *_SCORES]
     t = t[front + [c for c in t.columns if c not in front]]
     t = t.sort_values('f1', ascending=False, na_position='last', kind='stable').reset_index(drop=True)
-    t.attrs['differ'] = differ
+    t.attrs.update(differ=differ, dirs=[str(d) for d in dirs])
     return t
 
 # %% ../nbs/19a_experiments.ipynb #ca3faa38
@@ -139,6 +142,6 @@ def write_runs_page(t: pd.DataFrame, out, title: str = '') -> dict:
                    table(show))
     def n_of(n, what): return f'{n} {what}' + ('s' if n != 1 else '')
     write_page(paths['index'], title or f"{n_of(len(t), 'experiment')}: {n_of(len(t) - n_cv, 'run')}, "
-               f"{n_of(n_cv, 'cross validation')}",
-               body, files=['runs.csv'])
+               f"{n_of(n_cv, 'cross validation')}", body, files=['runs.csv'],
+               subtitle='Every run and CV folder under ' + ', '.join(t.attrs.get('dirs', [])))
     return paths

@@ -180,9 +180,11 @@ def check_same_config(out, new: dict, old: dict, free=(),   # settings as plain 
                               f'resume with the same options, or start a new {what}')
 
 # %% ../nbs/12_runs.ipynb #29cbe84d
-_HPARAMS = ('model', 'heads', 'weights', 'img_size', 'loss', 'label_smoothing', 'optimizer', 'lr',
-            'weight_decay', 'schedule',
-            'epochs', 'batch_size', 'sampler', 'mix', 'ema', 'old_age', 'seed')
+# The HParams tab ticks five settings at first: those that differ between its rows, then the first by name. A row
+# records the five that always matter and, of the others, those changed from their defaults.
+_HPARAMS_CORE = ('batch_size', 'epochs', 'img_size', 'lr', 'model')
+_HPARAMS = ('heads', 'weights', 'loss', 'label_smoothing', 'optimizer', 'weight_decay', 'schedule', 'sampler', 'mix',
+            'ema', 'old_age', 'seed')
 
 def scalar_tag(k: str) -> str:
     "TensorBoard tag of a metrics-row key: everything under `train/` or `valid/`, the two groups the dashboard opens."
@@ -216,8 +218,9 @@ def plot_confusion_small(cm: np.ndarray, title: str = '', task: Task = MASK_TASK
     return fig
 
 def _hparam_values(cfg: Config, extra: dict | None = None) -> dict:
-    hp = {k: (str(v) if isinstance(v, (tuple, list)) else v) for k, v in asdict(cfg).items() if k in _HPARAMS}
-    return {**hp, **(extra or {})}
+    d, default = asdict(cfg), asdict(Config())
+    keys = [*_HPARAMS_CORE, *(k for k in _HPARAMS if k in d and d[k] != default[k])]
+    return {**{k: 'x'.join(map(str, d[k])) if isinstance(d[k], (tuple, list)) else d[k] for k in keys}, **(extra or {})}
 
 def write_session(writer, cfg: Config, metrics: dict, step: int = 0, extra: dict | None = None):
     """One row of TensorBoard's HParams tab, written into `writer`'s own run (no extra run folder, unlike
@@ -286,7 +289,7 @@ def write_cv_session(out, cfg: Config, metrics: dict) -> Path:
     d = Path(out) / 'oof'
     for f in d.glob('events.out.tfevents.*'): f.unlink()      # a rescored CV keeps one row, not two
     w = SummaryWriter(str(d))
-    try: write_session(w, cfg, metrics, extra=dict(folds=cfg.folds))
+    try: write_session(w, cfg, metrics, extra=dict(n_folds=cfg.folds))   # sorts after model
     finally: w.close()
     return d
 
