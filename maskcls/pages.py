@@ -80,6 +80,7 @@ def table(df,                   # a DataFrame or Series
     cols = list(df.columns)
     num = [c for c in cols if _numeric(df[c])]   # by value: a column of mixed ints and floats is numeric too
     hot = set(num if heat is True else (heat or ()))
+    hot -= {c for c in hot if c in cols and all(_missing(v) for v in df[c])}   # no number yet: nothing to colour
     if hot - set(num):
         raise ValueError(f'heat columns {sorted(map(str, hot - set(num)))} are not numeric columns of the table: '
                          f'pick from {[str(c) for c in num]}')
