@@ -160,7 +160,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope='module')
 def postgres():
-    initdb = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+    initdb = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'), key=lambda p: float(Path(p).parts[4]))   # newest last
     if not initdb:
         pytest.fail("PostgreSQL's server programs are missing: run `make postgres` (apt-get install postgresql)")
     bindir, root = Path(initdb[-1]).parent, os.geteuid() == 0
@@ -242,3 +242,16 @@ def test_heartbeat_fails_a_silent_trial_of_another_machine(postgres, tmp_path):
     assert study.trials[victim.number].state == TrialState.FAIL
     again = [t for t in study.trials if t.system_attrs.get('failed_trial') == victim.number]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == victim.params
+
+
+def test_workers_share_the_default_sqlite_study_and_resume_adds(data, tmp_path):
+    "Without --storage the workers share out/study.db (SQLite); --resume then adds trials to it, as before."
+    base = Config(data=str(data / 'data'), img_size=(32, 24), model='tiny', epochs=1, batch_size=32,
+                  tensorboard=False, device='cpu', cache_dir=str(data / 'cache'))
+    df, space = read_train(data / 'data'), yaml.safe_load(SPACE)
+    s = tune(base, df, space, 3, tmp_path / 'h', sampler='random', jobs=2)
+    assert s.user_attrs['out'] == str(tmp_path / 'h') and (tmp_path / 'h' / 'study.db').exists()
+    check_complete(s, 3)
+    s = tune(base, df, space, 1, tmp_path / 'h', sampler='random', resume=True)
+    check_complete(s, 4)
+    assert len(pd.read_csv(tmp_path / 'h' / 'trials.csv')) == 4
