@@ -109,16 +109,17 @@ def test_a_killed_worker_trial_is_failed_and_run_again(data, tmp_path):
     out, log = tmp_path / 'hpo', tmp_path / 'hpo' / 'search.log'
     p = hpo(data, out, log, 3, '--jobs', 2, '--epochs', 40, '--pruner', 'none')
     try:
-        victim = wait_running(log, p)
-        assert victim.user_attrs['pid'] != p.pid                              # a worker, not the command
-        os.kill(victim.user_attrs['pid'], signal.SIGKILL)
+        killed = wait_running(log, p).user_attrs['pid']
+        assert killed != p.pid                                                # a worker, not the command
+        os.kill(killed, signal.SIGKILL)
     except BaseException:
         os.killpg(p.pid, signal.SIGKILL); raise                          # the command and its workers
     _, err = finish(p)
-    assert f"pid {victim.user_attrs['pid']}) ended with signal SIGKILL" in err
+    assert f'pid {killed}) ended with signal SIGKILL' in err
     study = load(log)
     check_complete(study, 3)
-    assert study.trials[victim.number].state == TrialState.FAIL
+    # the trial it was running when killed (a copy run again records the pid of the worker that ran it)
+    victim, = [t for t in study.trials if t.user_attrs['pid'] == killed and t.state == TrialState.FAIL]
     again = [t for t in study.trials if t.system_attrs.get('failed_trial') == victim.number]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == victim.params
     table = pd.read_csv(out / 'trials.csv')
@@ -208,10 +209,10 @@ def test_a_killed_command_trial_is_failed_and_run_again_by_the_next(data, postgr
     "SIGKILL a whole command mid-trial (nobody is left to notice); the next command fails that trial and reruns it."
     out = tmp_path / 'hpo'
     p = hpo(data, out, postgres, 2, '--epochs', 40, '--pruner', 'none', '--study', 'killed')
-    try: victim = wait_running(postgres, p, 'killed', p.pid)
+    try: wait_running(postgres, p, 'killed', p.pid)
     finally: p.kill(); p.communicate()
     study = optuna.load_study(study_name='killed', storage=make_storage(postgres))
-    assert study.trials[victim.number].state == TrialState.RUNNING          # left behind
+    victim, = study.get_trials(states=(TrialState.RUNNING,))                 # left behind by the killed command
     _, err = finish(hpo(data, out, postgres, 2, '--epochs', 40, '--pruner', 'none', '--study', 'killed'))
     assert f'trials [{victim.number}] were left running by a process that is gone' in err
     check_complete(study, 2)
