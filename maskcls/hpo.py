@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .labels import macro_f1
 from .layout import atomic_write
+from .cache import die_with_parent
 from .pages import figure, link, para, section, table, write_page
 from .config import Config, ConfigError, config_from_dict, save_config
 from .models import check_model_name
@@ -356,8 +357,12 @@ def _claim_settings(study: optuna.Study, where: str, settings: dict):
 def _work(k: int,                       # worker number on this machine
           env: dict,                    # environment of the worker: its GPU, its threads
           cfg, df, space, out, objective, sampler, pruner, seed, deadline, storage, study_name, target,
-          retries, parallel, progress=False, study=None):
+          retries, parallel, progress=False, study=None,
+          parent: int | None = None,    # a worker process ends with this process (its trials are then failed, rerun)
+          verbosity: int | None = None):   # a worker process logs as much as its parent
     "One worker: start trials of the study (queued crashed ones first) until the total is reached, then wait for the rest."
+    if parent is not None: die_with_parent(parent)
+    if verbosity is not None: optuna.logging.set_verbosity(verbosity)
     os.environ.update(env)
     if 'OMP_NUM_THREADS' in env: torch.set_num_threads(int(env['OMP_NUM_THREADS']))
     study = study or open_study(out, True, pruner=make_pruner(pruner), storage=storage, study_name=study_name,
@@ -398,7 +403,9 @@ def _supervise(jobs: int, gpus, study: optuna.Study, target, retries: int, progr
     ctx, threads = mp.get_context('spawn'), max(1, (os.cpu_count() or 1) // jobs)
     def start(k):
         env = dict(OMP_NUM_THREADS=str(threads), **({'CUDA_VISIBLE_DEVICES': str(gpus[k % len(gpus)])} if gpus else {}))
-        p = ctx.Process(target=_work, args=(k, env), kwargs=kw, name=f'maskcls-hpo-{k}', daemon=False)
+        work = importlib.import_module('maskcls.hpo')._work   # by module name: a notebook's own cells cannot be pickled
+        p = ctx.Process(target=work, args=(k, env), name=f'maskcls-hpo-{k}',
+                        kwargs=dict(kw, parent=os.getpid(), verbosity=optuna.logging.get_verbosity()))
         p.start(); return p
     procs, restarts, errors = {k: start(k) for k in range(jobs)}, 0, []
     bar = tqdm(total=target, desc=f'trials ({jobs} workers)', unit='trial', disable=not progress)

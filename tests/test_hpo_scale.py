@@ -109,16 +109,17 @@ def test_a_killed_worker_trial_is_failed_and_run_again(data, tmp_path):
     out, log = tmp_path / 'hpo', tmp_path / 'hpo' / 'search.log'
     p = hpo(data, out, log, 3, '--jobs', 2, '--epochs', 40, '--pruner', 'none')
     try:
-        victim = wait_running(log, p)
-        assert victim.user_attrs['pid'] != p.pid                              # a worker, not the command
-        os.kill(victim.user_attrs['pid'], signal.SIGKILL)
+        killed = wait_running(log, p).user_attrs['pid']
+        assert killed != p.pid                                                # a worker, not the command
+        os.kill(killed, signal.SIGKILL)
     except BaseException:
         os.killpg(p.pid, signal.SIGKILL); raise                          # the command and its workers
     _, err = finish(p)
-    assert f"pid {victim.user_attrs['pid']}) ended with signal SIGKILL" in err
+    assert f'pid {killed}) ended with signal SIGKILL' in err
     study = load(log)
     check_complete(study, 3)
-    assert study.trials[victim.number].state == TrialState.FAIL
+    # the trial it was running when killed (a copy run again records the pid of the worker that ran it)
+    victim, = [t for t in study.trials if t.user_attrs['pid'] == killed and t.state == TrialState.FAIL]
     again = [t for t in study.trials if t.system_attrs.get('failed_trial') == victim.number]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == victim.params
     table = pd.read_csv(out / 'trials.csv')
@@ -160,7 +161,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope='module')
 def postgres():
-    initdb = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'))
+    initdb = sorted(glob.glob('/usr/lib/postgresql/*/bin/initdb'), key=lambda p: float(Path(p).parts[4]))   # newest last
     if not initdb:
         pytest.fail("PostgreSQL's server programs are missing: run `make postgres` (apt-get install postgresql)")
     bindir, root = Path(initdb[-1]).parent, os.geteuid() == 0
@@ -208,10 +209,10 @@ def test_a_killed_command_trial_is_failed_and_run_again_by_the_next(data, postgr
     "SIGKILL a whole command mid-trial (nobody is left to notice); the next command fails that trial and reruns it."
     out = tmp_path / 'hpo'
     p = hpo(data, out, postgres, 2, '--epochs', 40, '--pruner', 'none', '--study', 'killed')
-    try: victim = wait_running(postgres, p, 'killed', p.pid)
+    try: wait_running(postgres, p, 'killed', p.pid)
     finally: p.kill(); p.communicate()
     study = optuna.load_study(study_name='killed', storage=make_storage(postgres))
-    assert study.trials[victim.number].state == TrialState.RUNNING          # left behind
+    victim, = study.get_trials(states=(TrialState.RUNNING,))                 # left behind by the killed command
     _, err = finish(hpo(data, out, postgres, 2, '--epochs', 40, '--pruner', 'none', '--study', 'killed'))
     assert f'trials [{victim.number}] were left running by a process that is gone' in err
     check_complete(study, 2)
@@ -242,3 +243,16 @@ def test_heartbeat_fails_a_silent_trial_of_another_machine(postgres, tmp_path):
     assert study.trials[victim.number].state == TrialState.FAIL
     again = [t for t in study.trials if t.system_attrs.get('failed_trial') == victim.number]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE and again[0].params == victim.params
+
+
+def test_workers_share_the_default_sqlite_study_and_resume_adds(data, tmp_path):
+    "Without --storage the workers share out/study.db (SQLite); --resume then adds trials to it, as before."
+    base = Config(data=str(data / 'data'), img_size=(32, 24), model='tiny', epochs=1, batch_size=32,
+                  tensorboard=False, device='cpu', cache_dir=str(data / 'cache'))
+    df, space = read_train(data / 'data'), yaml.safe_load(SPACE)
+    s = tune(base, df, space, 3, tmp_path / 'h', sampler='random', jobs=2)
+    assert s.user_attrs['out'] == str(tmp_path / 'h') and (tmp_path / 'h' / 'study.db').exists()
+    check_complete(s, 3)
+    s = tune(base, df, space, 1, tmp_path / 'h', sampler='random', resume=True)
+    check_complete(s, 4)
+    assert len(pd.read_csv(tmp_path / 'h' / 'trials.csv')) == 4
