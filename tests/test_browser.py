@@ -272,8 +272,10 @@ def report_pages(tmp_path_factory):
     from maskcls.cv import run_cv
     from maskcls.eda import write_eda
     from maskcls.experiments import runs_table, write_runs_page
+    from maskcls.hpo import tune
     from maskcls.layout import read_train
     from maskcls.runs import new_run_dir
+    from maskcls.suspects import write_suspects
     from maskcls.synth import make_dataset
     from maskcls.train import train_run
     from dataclasses import replace
@@ -294,6 +296,8 @@ def report_pages(tmp_path_factory):
     train_run(replace(cfg, lr=0.01), df[df.person.isin(people[:9])], df[df.person.isin(people[9:])],
               new_run_dir(root / 'runs' / 'train'), progress=False)
     write_runs_page(runs_table(root / 'runs'), root / 'report')
+    write_suspects(root / 'runs' / 'cv', root / 'suspects', n=3)
+    tune(cfg, df, dict(lr=('log', 1e-3, 1e-2)), n_trials=3, out=root / 'hpo', sampler='random', pruner=False)
     return root
 
 
@@ -319,7 +323,8 @@ def check_sorts(browser, page, n_rows):
 def test_report_pages(browser, report_pages):
     url, server = serve(report_pages)
     try:
-        for page in ('eda/index.html', 'compare/index.html', 'runs/cv/index.html', 'report/index.html'):
+        for page in ('eda/index.html', 'compare/index.html', 'runs/cv/index.html', 'report/index.html',
+                     'suspects/index.html', 'hpo/index.html'):
             browser.get(f'{url}/{page}')
             wait_for(f'{page} to load', lambda: browser.execute_script('return document.readyState') == 'complete', 30)
             info = browser.execute_script(JS_REPORT)
