@@ -305,7 +305,7 @@ def test_search_page_shows_trials_figures_and_files(tmp_path):
     text = write_search_page(s, tmp_path, trials_table(s), paths).read_text()
     figs = [k for k in paths if k != 'plot']
     assert text.count('<img') == len(figs) and all(f'src="search_{k}.png"' in text for k in figs)
-    assert text.count('<tr>') == 1 + len(s.trials) and 'class="mc sortable"' in text   # header + one row per trial
+    assert text.count('<tr>') == 1 + len(s.trials) and 'class="mc sortable heat"' in text   # a row per trial, scores coloured
     assert f'tensorboard --logdir {tmp_path}' in text and 'href="trials.csv"' in text
     assert 'Best:' not in text                       # no best_config.yaml was written: no best config to show
 
