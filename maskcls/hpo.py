@@ -210,15 +210,19 @@ def make_storage(storage=None,             # None (SQLite in `out`), a journal f
     kw = dict(connect_args=dict(timeout=60)) if label.startswith('sqlite') else {}   # several writers wait their turn
     with warnings.catch_warnings():                              # the heartbeat options are marked experimental
         warnings.simplefilter('ignore', optuna.exceptions.ExperimentalWarning)
-        try:
-            return optuna.storages.RDBStorage(
-                _with_driver(str(storage)), engine_kwargs=kw, heartbeat_interval=heartbeat, grace_period=grace,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries))
-        except ImportError as e:
-            raise ImportError(f'storage {label}: its database driver is missing ({e}): {EXTRA}') from None
-        except sqlalchemy.exc.OperationalError as e:
-            raise ConnectionError(f'storage {label}: cannot connect ({e.orig}); is the server running, '
-                                  'and do the user, password and database exist?') from None
+        for attempt in range(5):   # commands started together on an empty database race to create its tables
+            try:
+                return optuna.storages.RDBStorage(
+                    _with_driver(str(storage)), engine_kwargs=kw, heartbeat_interval=heartbeat, grace_period=grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries))
+            except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+                if attempt == 4: raise                      # not a race: a real schema problem
+                time.sleep(0.5 + attempt)                   # the other command is creating them: wait, then read
+            except ImportError as e:
+                raise ImportError(f'storage {label}: its database driver is missing ({e}): {EXTRA}') from None
+            except sqlalchemy.exc.OperationalError as e:
+                raise ConnectionError(f'storage {label}: cannot connect ({e.orig}); is the server running, '
+                                      'and do the user, password and database exist?') from None
 
 def open_study(out, resume: bool = False, sampler=None, pruner=None,
                storage=None,                  # None: `out/study.db`; a journal file or database URL (make_storage)
