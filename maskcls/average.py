@@ -20,8 +20,8 @@ from .models import create_model
 from .config import Config, load_config, save_config
 from .runtime import model_threads, open_cache
 from .predict import hard_targets, predict
-from .runs import (CheckpointError, load_checkpoint, load_task, new_run_dir, run_dirs, save_checkpoint,
-                          save_task, write_csv, write_text)
+from .runs import CheckpointError, load_checkpoint, load_task, run_dirs, save_checkpoint, save_task
+from .files import new_run_dir, write_csv, write_text
 from .cv import image_fold, load_folds, score_oof, split_for, split_rows
 from .ensemble import average_state_dicts
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_cache.ipynb #af6ab231
 from __future__ import annotations
-import ctypes, json, os, signal, sys, threading, time, warnings
+import errno, json, os, time, warnings
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
 from pathlib import Path
@@ -14,11 +14,11 @@ import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from .layout import atomic_write
+from .files import atomic_write, die_with_parent, disk_full
 
 # %% auto #0
-__all__ = ['SIXTEEN_BIT', 'ALPHA_MODES', 'DEFAULT_SIZE', 'FITS', 'to_rgb', 'load_image', 'resize_image', 'decode',
-           'die_with_parent', 'CorruptImageError', 'ImageCache', 'build_cache']
+__all__ = ['SIXTEEN_BIT', 'ALPHA_MODES', 'DEFAULT_SIZE', 'FITS', 'to_rgb', 'load_image', 'resize_image', 'decode_image',
+           'CorruptImageError', 'ImageCache', 'build_cache']
 
 # %% ../nbs/04_cache.ipynb #4a932c67
 SIXTEEN_BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
@@ -53,22 +53,10 @@ def resize_image(im: Image.Image, size=DEFAULT_SIZE, fit: str = 'stretch') -> Im
     if fit == 'crop': return ImageOps.fit(im, (w, h), Image.BILINEAR)
     return im if im.size == (w, h) else im.resize((w, h), Image.BILINEAR)
 
-def decode(path, size=DEFAULT_SIZE, fit: str = 'stretch', background=(255, 255, 255)) -> np.ndarray:
+def decode_image(path, size=DEFAULT_SIZE, fit: str = 'stretch', background=(255, 255, 255)) -> np.ndarray:
     "Pixels of the image at `path` as uint8 (3, H, W): upright, RGB, resized to `size` = (H, W)."
     im = resize_image(load_image(path, background), size, fit)
     return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
-
-# %% ../nbs/04_cache.ipynb #26ad9e07
-def die_with_parent(parent: int):
-    "Initializer of a worker process: end it as soon as process `parent` ends, however it ended (even `kill -9`)."
-    armed = sys.platform.startswith('linux') and ctypes.CDLL(None).prctl(1, signal.SIGKILL) == 0   # 1: PR_SET_PDEATHSIG
-    if not armed:
-        def watch():
-            while os.getppid() == parent: time.sleep(1)
-            os._exit(1)
-        threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent: os._exit(1)                    # the parent died before the worker was armed
-
 
 # %% ../nbs/04_cache.ipynb #8fd2b149
 class CorruptImageError(ValueError):
@@ -93,9 +81,10 @@ def _decode_rows(file, size, fit, background, items) -> list:
         for row, path in items:
             try:
                 st = _stat(path)
-                os.pwrite(fd, decode(path, size, fit, background).tobytes(), row * row_bytes)
+                os.pwrite(fd, decode_image(path, size, fit, background).tobytes(), row * row_bytes)
                 out.append((row, path, st, None))
             except Exception as e:   # any decoder failure is reported by name, never swallowed
+                if disk_full(e): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), file) from None   # not the image
                 out.append((row, path, None, f'{type(e).__name__}: {e}'))
     finally: os.close(fd)
     return out

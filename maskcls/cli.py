@@ -14,14 +14,15 @@ import torch
 import yaml
 
 from .labels import ATTRIBUTES, OLD_AGE, attribute_index, scores
-from .layout import (LayoutError, disk_full, eval_root, for_task, read_eval, read_image_folder, read_images,
-                            read_train, task_of)
+from .files import fault_line, file_fault, new_run_dir, write_csv, write_text
+from .layout import (LayoutError, eval_root, for_task, read_eval, read_image_folder, read_images, read_train,
+                            task_of)
 from .synth import make_dataset
 from .eda import write_eda
 from .config import Config, ConfigError, add_config_args, config_from_args, load_config
 from .models import check_model_name
 from .runtime import setup_distributed
-from .runs import load_task, new_run_dir, resumable, run_dirs, write_csv, write_text
+from .runs import load_task, resumable, run_dirs
 from .train import train_run
 from .cv import run_cv, split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
@@ -615,30 +616,38 @@ def build_parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
     return p
 
-def _disk_full_line(a, e: BaseException) -> str:
-    "One line for a full disk: the file it stopped at, what to free, and how to go on."
-    f, x = None, e
-    while x is not None and f is None: f, x = getattr(x, 'filename', None), x.__cause__ or x.__context__
-    where = Path(f) if f else Path(getattr(a, 'out', None) or getattr(a, 'resume', None) or '.')
-    line = f'no space left on device while writing {where}: free space on that disk, or choose another --out'
+def _run_cache(run) -> str:
+    "The image cache folder recorded in `run`'s settings, else the default one."
+    try: return load_config(Path(run) / 'config.yaml').cache_dir
+    except Exception: return Config().cache_dir
+
+def _fault_line(a, e: BaseException) -> str | None:
+    "One line for a file that could not be written (full disk, read-only or removed folder): which, and how to go on."
+    resume = a.resume if isinstance(getattr(a, 'resume', None), Path) else None
+    out = resume or getattr(a, 'out', None) or (Config().out if a.command == 'train' else None)
+    cache = getattr(a, 'cache_dir', None) or _run_cache(resume or getattr(a, 'run', None) or '.')
+    what = 'the run folder' if a.command == 'train' else 'the output folder'
+    line = fault_line(e, [(cache, 'the image cache', '--cache-dir'), (out, what, '--out')])
+    ff = file_fault(e)
+    if line is None or ff.kind != 'full': return line
+    where = Path(ff.filename or out or '.')
     run = next((d for d in (where, *where.parents) if resumable(d)), None)
     if run is not None and a.command == 'train': line += f'; then continue with: maskcls train --resume {run}'
     if run is not None and a.command == 'cv': line += f'; then rerun it with --resume --out {run.parent}'
     return line
 
-def _quiet_disk_full(args):
-    "A background thread (TensorBoard's writer) that died of a full disk: no traceback; the command reports it once."
-    if not disk_full(args.exc_value): threading.__excepthook__(args)
+def _quiet_file_fault(args):
+    "A background thread (TensorBoard's writer) that died of a file fault: no traceback; the command reports it once."
+    if file_fault(args.exc_value) is None: threading.__excepthook__(args)
 
 def main(argv=None) -> int:
     "Entry point of the `maskcls` command."
     a = build_parser().parse_args(argv)
-    threading.excepthook = _quiet_disk_full
+    threading.excepthook = _quiet_file_fault
     try: return a.func(a) or 0
-    except (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError) as e:   # a message, no traceback
-        print(f'maskcls {a.command}: {e}', file=sys.stderr)
+    except Exception as e:
+        line = _fault_line(a, e)                # a full disk, a read-only or removed folder: one line, no traceback
+        if line is not None: print(f'maskcls {a.command}: {line}', file=sys.stderr); return 1
+        if not isinstance(e, (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError)): raise
+        print(f'maskcls {a.command}: {e}', file=sys.stderr)     # a message, no traceback
         return 2
-    except Exception as e:                   # a full disk, in whatever wrapping: one line, not a traceback
-        if not disk_full(e): raise
-        print(f'maskcls {a.command}: {_disk_full_line(a, e)}', file=sys.stderr)
-        return 1

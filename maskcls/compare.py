@@ -13,7 +13,7 @@ import pandas as pd
 
 from .labels import N_CLASSES, class_name, decode, few, scores
 from .layout import eval_root, is_junk
-from .layout import atomic_write
+from .files import atomic_write
 from .pages import figure, link, para, section, table, write_page
 from .eda import image_grid
 from .submission import ID, _info_ids, check_answers, check_ids, read_submission

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from .labels import OLD_AGE, TASK_CHOICES
-from .layout import atomic_write
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['ConfigError', 'Config', 'config_from_dict', 'load_config', 'save_config', 'add_config_args', 'config_from_args']

@@ -18,13 +18,12 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from .labels import (AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, Task, age_group, attribute_index, confusion,
                             decode, scores)
 from .layout import for_task, task_of
-from .cache import die_with_parent
+from .files import die_with_parent, new_run_dir, save_figure, write_csv, write_text
 from .loader import Loader, pick_device
 from .config import Config, load_config, save_config
 from .runtime import open_cache
 from .predict import plot_confusion, predict
-from .runs import (check_same_config, load_task, new_run_dir, resumable, save_figure, save_task, write_csv,
-                          write_cv_session, write_text)
+from .runs import check_same_config, load_task, resumable, save_task, write_cv_session
 from .pages import write_index
 from .train import train_run
 

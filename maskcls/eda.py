@@ -14,7 +14,7 @@ from PIL import Image
 
 from .labels import (AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES, N_CLASSES, OLD_AGE, YOUNG_AGE,
                             age_group, class_name, decode)
-from .layout import atomic_write
+from .files import atomic_write
 from .pages import figure, para, section, table, write_page
 
 # %% auto #0

@@ -12,7 +12,7 @@ import pandas as pd
 import yaml
 
 from .pages import link, para, section, table, write_page
-from .layout import atomic_write
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['find_runs', 'run_summary', 'runs_table', 'format_runs', 'write_runs_page']

@@ -21,13 +21,12 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from .labels import macro_f1
-from .layout import atomic_write
-from .cache import die_with_parent
+from .files import atomic_write, die_with_parent, new_run_dir
 from .pages import figure, link, para, section, table, write_page
 from .config import Config, ConfigError, config_from_dict, save_config
 from .models import check_model_name
 from .layout import task_of
-from .runs import check_same_config, new_run_dir, save_task
+from .runs import check_same_config, save_task
 from .train import train_run
 from .cv import folds_for, save_folds, score_oof, split_for, train_fold
 from .ensemble import bootstrap_people

@@ -4,8 +4,7 @@
 
 # %% ../nbs/01_layout.ipynb #c77d192b
 from __future__ import annotations
-import errno, os, re, secrets
-from contextlib import contextmanager
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from .labels import (ATTRIBUTES, MASK_STEMS, MASK_TASK, OLD_AGE, Gender, Mask, T
 __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER_FIXES', 'MASK_SWAP_IDS', 'Problem',
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
            'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'eval_root', 'read_eval',
-           'read_image_folder', 'task_of', 'for_task', 'read_images', 'disk_full', 'atomic_write']
+           'read_image_folder', 'task_of', 'for_task', 'read_images']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -344,31 +343,3 @@ def read_images(root, classes=None, exts=IMG_EXTS) -> pd.DataFrame:
     if labelled: df['label'] = [list(classes).index(p[0]) for p in parts]
     df.attrs['report'] = dict(root=str(root), images=len(df), skipped_junk=junk, folders=folders, labelled=labelled)
     return df
-
-# %% ../nbs/01_layout.ipynb #f07058cf
-_FULL = {errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC)}   # no space left; disk quota exceeded
-
-def disk_full(e: BaseException) -> bool:
-    "Whether `e`, or an error it was raised from or while handling, says the disk (or the quota) is full."
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in _FULL or 'No space left on device' in str(e): return True
-        e = e.__cause__ or e.__context__
-    return False
-
-@contextmanager
-def atomic_write(path):
-    "Yield a temporary path beside `path`; when the block succeeds it replaces `path` in one step, else it is removed."
-    path = Path(path)
-    # same folder and extension as `path`; a name of its own, so two processes writing `path` never share it
-    tmp = path.with_name(f'{path.stem}.tmp-{os.getpid()}-{secrets.token_hex(3)}{path.suffix}')
-    try:
-        yield tmp
-        with open(tmp, 'rb') as f: os.fsync(f.fileno())       # on the disk before it takes the name
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if disk_full(e): raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
-        raise
-

@@ -14,7 +14,7 @@ import pandas as pd
 from markupsafe import Markup
 
 from . import __version__
-from .layout import atomic_write
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['CSS', 'SORT_JS', 'FILE_LABELS', 'fmt_cell', 'Html', 'link', 'table', 'figure', 'para', 'section', 'page',

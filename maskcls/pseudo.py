@@ -13,7 +13,8 @@ import pandas as pd
 
 from . import __version__
 from .labels import N_CLASSES, decode, encode, marginals
-from .runs import load_task, new_run_dir, run_dirs, save_figure, write_csv, write_text
+from .runs import load_task, run_dirs
+from .files import new_run_dir, save_figure, write_csv, write_text
 from .tta import predict_dir
 
 # %% auto #0

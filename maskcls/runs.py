@@ -15,27 +15,16 @@ import torch
 import torch.nn as nn
 
 from .labels import MASK_TASK, Task, confusion
-from .layout import atomic_write
+from .files import atomic_write
 from .augment import IMAGENET_MEAN, IMAGENET_STD
 from .models import create_model
 from .config import Config, load_config, save_config
 from .predict import plot_predictions
 
 # %% auto #0
-__all__ = ['TASK_FILE', 'LAST', 'PREV', 'new_run_dir', 'save_task', 'load_task', 'save_checkpoint', 'write_csv', 'write_text',
-           'save_figure', 'save_last', 'resumable', 'CheckpointError', 'load_checkpoint', 'load_last', 'load_best',
-           'load_run', 'run_dirs', 'check_same_config', 'scalar_tag', 'plot_confusion_small', 'write_session',
-           'RunLogger', 'write_cv_session', 'read_events', 'tb_runs']
-
-# %% ../nbs/12_runs.ipynb #13b1b605
-def new_run_dir(path) -> Path:
-    "Create and return `path`, or `path2`, `path3`, ... when it exists and is not empty."
-    path = Path(path)
-    cand, i = path, 1
-    while cand.exists() and any(cand.iterdir()):
-        i += 1; cand = path.with_name(f'{path.name}{i}')
-    cand.mkdir(parents=True, exist_ok=True)
-    return cand
+__all__ = ['TASK_FILE', 'LAST', 'PREV', 'save_task', 'load_task', 'save_checkpoint', 'save_last', 'resumable', 'CheckpointError',
+           'load_checkpoint', 'load_last', 'load_best', 'load_run', 'run_dirs', 'check_same_config', 'scalar_tag',
+           'plot_confusion_small', 'write_session', 'RunLogger', 'write_cv_session', 'read_events', 'tb_runs']
 
 # %% ../nbs/12_runs.ipynb #3857469a
 TASK_FILE = 'task.json'
@@ -62,21 +51,6 @@ LAST, PREV = 'last.pt', 'last.prev.pt'
 def save_checkpoint(obj, path) -> Path:
     "`torch.save` `obj` to `path`, whole or not at all."
     with atomic_write(path) as tmp, open(tmp, 'wb') as f: torch.save(obj, f)   # a file: a full disk says ENOSPC
-    return Path(path)
-
-def write_csv(df: pd.DataFrame, path, **kw) -> Path:
-    "`df.to_csv(path, **kw)`, whole or not at all."
-    with atomic_write(path) as tmp: df.to_csv(tmp, **kw)
-    return Path(path)
-
-def write_text(path, text: str) -> Path:
-    "Write `text` (UTF-8) to `path`, whole or not at all."
-    with atomic_write(path) as tmp: tmp.write_text(text, encoding='utf-8')
-    return Path(path)
-
-def save_figure(fig, path, **kw) -> Path:
-    "`fig.savefig(path, **kw)`, whole or not at all."
-    with atomic_write(path) as tmp: fig.savefig(tmp, **kw)
     return Path(path)
 
 def save_last(state: dict, run_dir) -> Path:

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .layout import atomic_write
+from .files import atomic_write
 from .cache import ImageCache, build_cache
 from .loader import Loader
 from .config import Config

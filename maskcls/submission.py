@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .labels import ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, macro_f1, prob_cols
-from .runs import write_csv
+from .files import write_csv
 from .ensemble import (attribute_hard_vote, attribute_soft_vote, compose, fit_stack, gmean_vote, greedy_select,
                               hard_vote, rank_vote, soft_vote, stack_predict)
 

@@ -17,13 +17,14 @@ from cleanlab.rank import get_label_quality_scores
 
 from .labels import (AGE_NAMES, GENDER_NAMES, MASK_NAMES, MASK_STEMS, PROB_COLS, Mask, decode, few, marginals,
                             scores)
-from .layout import atomic_write, find_train_root, is_junk, read_eval, read_train
+from .files import atomic_write, write_csv
+from .layout import find_train_root, is_junk, read_eval, read_train
 from .pages import Html, figure, para, section, table, write_page
 from .loader import Loader
 from .config import Config
 from .runtime import open_cache
 from .predict import predict
-from .runs import load_run, load_task, run_dirs, write_csv
+from .runs import load_run, load_task, run_dirs
 from .cv import run_cv
 
 # %% auto #0

@@ -30,7 +30,8 @@ from .config import Config
 from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, open_cache, rng_state, seed_everything,
                              set_rng_state)
 from .predict import hard_targets, predict
-from .runs import RunLogger, load_best, load_checkpoint, load_last, save_checkpoint, save_last, write_csv
+from .runs import RunLogger, load_best, load_checkpoint, load_last, save_checkpoint, save_last
+from .files import write_csv
 
 # %% auto #0
 __all__ = ['param_groups', 'make_optimizer', 'lr_factor', 'make_scheduler', 'make_ema', 'Trainer', 'augment_from_config',

@@ -274,7 +274,7 @@ def report_pages(tmp_path_factory):
     from maskcls.experiments import runs_table, write_runs_page
     from maskcls.hpo import tune
     from maskcls.layout import read_train
-    from maskcls.runs import new_run_dir
+    from maskcls.files import new_run_dir
     from maskcls.suspects import write_suspects
     from maskcls.synth import make_dataset
     from maskcls.train import train_run

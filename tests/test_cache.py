@@ -178,17 +178,17 @@ def test_manifest_with_other_settings_starts_afresh(synth, tmp_path):
 
 
 def test_resume_after_interrupt(synth, tmp_path, monkeypatch):
-    calls, real = [0], mc.decode
+    calls, real = [0], mc.decode_image
     def flaky(*a, **k):
         calls[0] += 1
         if calls[0] == 11: raise KeyboardInterrupt
         return real(*a, **k)
-    monkeypatch.setattr(mc, 'decode', flaky)
+    monkeypatch.setattr(mc, 'decode_image', flaky)
     with pytest.raises(KeyboardInterrupt):
         ImageCache(tmp_path, (32, 24)).update(synth, workers=0, chunk=4, progress=False)
     saved = json.loads((tmp_path / 'manifest-32x24-stretch.json').read_text())
     assert len(saved['entries']) == 8                                           # two whole chunks were recorded
-    monkeypatch.setattr(mc, 'decode', real)
+    monkeypatch.setattr(mc, 'decode_image', real)
     c = ImageCache(tmp_path, (32, 24)).update(synth, workers=0, progress=False)
     assert (c.report['reused'], c.report['decoded']) == (8, len(synth) - 8)
     for p, x in zip(synth, c.get(synth)): np.testing.assert_array_equal(x, pil_reference(p, (32, 24)))
@@ -199,9 +199,9 @@ def test_resume_after_killed_multiprocess_build(synth, tmp_path):
     script = textwrap.dedent(f'''
         import sys, time
         import maskcls.cache as mc
-        real = mc.decode
+        real = mc.decode_image
         def slow(*a, **k): time.sleep(0.15); return real(*a, **k)
-        mc.decode = slow
+        mc.decode_image = slow
         mc.ImageCache({str(tmp_path)!r}, (32, 24)).update({synth!r}, workers=2, chunk=2, save_every=0, progress=False)
     ''')
     proc = subprocess.Popen([sys.executable, '-c', script], cwd=ROOT, start_new_session=True)

@@ -1,10 +1,11 @@
-"""Run folders survive faults: a full disk, damaged checkpoints, crafted checkpoints, and a parent killed with SIGKILL.
+"""Run folders survive faults: a full disk (under the run or the image cache), a read-only run folder, a run folder
+removed while training, damaged checkpoints, crafted checkpoints, and a parent killed with SIGKILL.
 
 A full disk is a real one: a tmpfs of a few MB mounted for the test (root, as in CI). Where mounting is refused,
 the test says so and fills the disk in another way: a `sitecustomize` on the child's path makes `torch.save` and
 `DataFrame.to_csv` raise `OSError(ENOSPC)` as a full disk would (a weaker check: TensorBoard is not covered then).
 """
-import errno, os, shutil, signal, subprocess, sys, textwrap, time
+import errno, json, os, shutil, signal, subprocess, sys, textwrap, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,6 +63,15 @@ def small_disk(path: Path, size: str):
     try: yield path, env, mounted
     finally:
         if mounted: subprocess.run(['umount', '-l', str(path)], check=True)
+
+@contextmanager
+def real_mount(*cmds):
+    "Run the mount commands (root only; the test is skipped where mounting is refused); unmount the last one at the end."
+    for cmd in cmds:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode: pytest.skip(f'cannot mount ({" ".join(cmd)}: {r.stderr.strip()}); run the tests as root')
+    try: yield
+    finally: subprocess.run(['umount', '-l', cmds[-1][-1]], check=True)
 
 def grow(path: Path, size: str, env: dict, mounted: bool) -> dict:
     "Free space on the small disk: a bigger tmpfs, or no more simulated failures."
@@ -126,6 +136,60 @@ def test_disk_full_while_writing_predictions(trained, tmp_path):
         line = last_line(r)
         assert line.startswith(f'maskcls predict: no space left on device while writing {out}: free space'), line
         assert sorted(p.name for p in disk.iterdir() if p.name != 'filler') == []
+
+
+def test_disk_full_under_the_image_cache_names_cache_dir(trained, tmp_path):
+    "A full disk under --cache-dir names the cache and --cache-dir (not --out); no half-written manifest is left."
+    cache = tmp_path / 'small'; cache.mkdir()
+    with real_mount(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(cache)]):    # 42 images need 97 kB
+        run = tmp_path / 'run'
+        r = maskcls('train', '--data', trained / 'data', '--out', run, '--cache-dir', cache, *TRAIN)
+        no_traceback(r)
+        assert r.returncode == 1, r.stderr[-3000:]
+        line = last_line(r)
+        assert line.startswith(f'maskcls train: no space left on device while writing {cache}/'), line
+        assert f'(the image cache {cache}): free space on that disk, or choose another --cache-dir' in line, line
+        assert '--out' not in line, line
+        assert leftovers(cache) == [], leftovers(cache)
+        for m in cache.glob('manifest*'): json.loads(m.read_text())       # a manifest is whole, or absent
+        assert not (run / 'best.pt').exists()
+
+
+def test_resume_on_a_read_only_run_folder_says_so(trained, tmp_path):
+    "train --resume on a read-only run folder: one line naming the folder and the fix, no traceback, nothing changed."
+    src, ro = copy_run(trained, tmp_path), tmp_path / 'ro'
+    ro.mkdir()
+    before = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}
+    with real_mount(['mount', '--bind', str(src), str(ro)], ['mount', '-o', 'remount,bind,ro', str(ro)]):
+        r = maskcls('train', '--resume', ro)
+        no_traceback(r)
+        assert r.returncode == 1, r.stderr[-3000:]
+        line = last_line(r)
+        assert line.startswith(f'maskcls train: the run folder {ro} is read-only (could not write '), line
+        assert line.endswith('copy it to a disk you can write to, or choose another --out'), line
+        assert len([x for x in r.stderr.splitlines() if x.startswith('maskcls train:')]) == 1, r.stderr[-3000:]
+    assert {p.name: p.stat().st_mtime_ns for p in src.iterdir()} == before
+
+
+def test_run_folder_removed_while_training_ends_in_one_line(trained, tmp_path):
+    "rm -rf of the run folder during training: the run ends (exit 1) with one line naming the folder, no traceback."
+    run = tmp_path / 'run'
+    args = ['train', '--data', trained / 'data', '--out', run, '--cache-dir', trained / 'cache', *TRAIN[:-4],
+            '--epochs', '200', '--device', 'cpu']
+    p = subprocess.Popen([MASKCLS, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not (run / 'best.pt').exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.1)
+        assert p.poll() is None, 'training ended before its folder could be removed: give it more epochs'
+        shutil.rmtree(run)
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None: p.kill(); p.wait()
+    assert 'Traceback' not in err, err[-3000:]
+    assert p.returncode == 1, err[-3000:]
+    lines = [x.split('\r')[-1] for x in err.strip().splitlines() if 'maskcls train:' in x]
+    assert len(lines) == 1 and lines[0].startswith(f'maskcls train: the run folder {run} was removed while it was '
+                                                   'being written'), err[-3000:]
 
 
 def test_truncated_best_pt_is_named(trained, tmp_path):

@@ -11,7 +11,7 @@ from maskcls.cli import main
 from maskcls.config import Config
 from maskcls.cv import read_oof, run_cv, split_for
 from maskcls.layout import read_train
-from maskcls.runs import new_run_dir
+from maskcls.files import new_run_dir
 from maskcls.submission import read_predictions
 from maskcls.train import train_run
 

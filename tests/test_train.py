@@ -7,7 +7,7 @@ import torch.nn as nn
 from maskcls.config import Config
 from maskcls.models import create_model
 from maskcls.loader import ToyBatches, toy_data
-from maskcls.runs import new_run_dir
+from maskcls.files import new_run_dir
 from maskcls.train import Trainer
 
 
