@@ -22,7 +22,8 @@ from .runtime import model_threads, open_cache
 from .predict import hard_targets, predict
 from .runs import (CheckpointError, load_checkpoint, load_task, new_run_dir, run_dirs, save_checkpoint,
                           save_task, write_csv, write_text)
-from .cv import image_fold, load_folds, score_oof, split_for, split_rows
+from .cv import score_oof
+from .splits import image_fold, load_folds, split_for, split_rows
 from .ensemble import average_state_dicts
 
 # %% auto #0

@@ -23,7 +23,8 @@ from .models import check_model_name
 from .runtime import setup_distributed
 from .runs import load_task, new_run_dir, resumable, run_dirs, write_csv, write_text
 from .train import train_run
-from .cv import run_cv, split_for
+from .cv import run_cv
+from .splits import split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
 from .pseudo import DEFAULT_THRESHOLDS, make_pseudo
 from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_files, write_predictions,

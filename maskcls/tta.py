@@ -21,7 +21,7 @@ from .config import load_config
 from .runtime import autocast_dtype, model_threads, open_cache
 from .predict import hard_targets, predict
 from .runs import load_run, load_task, run_dirs
-from .cv import image_fold, load_folds
+from .splits import image_fold, load_folds
 
 # %% auto #0
 __all__ = ['VIEW_FNS', 'VIEW_PARAM_FNS', 'TTA_PRESETS', 'MERGES', 'identity', 'flip_lr', 'flip_ud', 'rot180', 'zoom', 'brighten',
