@@ -25,7 +25,8 @@ from .runs import load_task, new_run_dir, resumable, run_dirs, write_csv, write_
 from .train import train_run
 from .cv import run_cv
 from .splits import split_for
-from .tta import TTA_PRESETS, predict_dir, tta_oof
+from .tta import TTA_PRESETS
+from .inference import predict_dir, tta_oof
 from .pseudo import DEFAULT_THRESHOLDS, make_pseudo
 from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_files, write_predictions,
                                 write_submission)
