@@ -72,7 +72,7 @@ pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 # the flagged cells: `make slow` on any machine, `make slow FLAGS="slow cuda"` on a GPU box;
-# NB=14_cv runs one notebook. Slow cells check their results against nbs/results/ (see 10_runtime).
+# NB=14_cv runs one notebook. Slow cells check their results against nbs/results/ (see 10_results).
 FLAGS ?= slow
 NB ?=
 slow: $(STAMP)

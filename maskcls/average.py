@@ -22,12 +22,13 @@ from .runtime import model_threads, open_cache
 from .predict import hard_targets, predict
 from .runs import CheckpointError, load_checkpoint, load_task, run_dirs, save_checkpoint, save_task
 from .files import new_run_dir, write_csv, write_text
-from .cv import image_fold, load_folds, score_oof, split_for, split_rows
-from .ensemble import average_state_dicts
+from .cv import score_oof
+from .splits import image_fold, load_folds, split_for, split_rows
+from .ensemble import member_weights
 
 # %% auto #0
-__all__ = ['TOP', 'EPOCHS', 'checkpoint_files', 'average_checkpoints', 'bn_layers', 'recompute_bn', 'bn_loader', 'run_split',
-           'evaluate', 'average_run', 'average']
+__all__ = ['TOP', 'EPOCHS', 'checkpoint_files', 'average_state_dicts', 'average_checkpoints', 'bn_layers', 'recompute_bn',
+           'bn_loader', 'run_split', 'evaluate', 'average_run', 'average_folder']
 
 # %% ../nbs/16a_average.ipynb #52ccb145
 TOP, EPOCHS = 'top', 'epochs'      # a run's folders: the k best checkpoints, the weights of the last epochs
@@ -59,6 +60,29 @@ def checkpoint_files(run_dir,                 # a training run folder
                          f'average fewer, or train again keeping more: {_retrain(run, f"{option} {n}")}')
     files = [p for _, p in found[:n]]
     return files if sub == TOP else files[::-1]
+
+# %% ../nbs/16a_average.ipynb #9f8ee6bc
+def average_state_dicts(state_dicts, weights=None) -> dict:
+    "Weighted average of state dicts of one architecture (integer tensors come from the first)."
+    sds = list(state_dicts)
+    if not sds: raise ValueError('no state dicts to average')
+    w = member_weights(weights, len(sds))
+    keys = list(sds[0])
+    for i, sd in enumerate(sds[1:], 1):
+        missing, extra = [k for k in keys if k not in sd], [k for k in sd if k not in sds[0]]
+        if missing or extra:
+            raise ValueError(f'state dict {i} does not match state dict 0: missing {missing[:5]}, unexpected '
+                             f'{extra[:5]}')
+        bad = [k for k in keys if sd[k].shape != sds[0][k].shape]
+        if bad:
+            raise ValueError(f'state dict {i}: {bad[0]} has shape {tuple(sd[bad[0]].shape)}, state dict 0 has '
+                             f'{tuple(sds[0][bad[0]].shape)}')
+    out = {}
+    for k in keys:
+        t0 = sds[0][k]
+        if not t0.is_floating_point(): out[k] = t0.clone(); continue
+        out[k] = sum(float(wi) * sd[k].float() for wi, sd in zip(w, sds)).to(t0.dtype)
+    return out
 
 # %% ../nbs/16a_average.ipynb #13fbb9e2
 def average_checkpoints(files, progress: bool = True) -> tuple[dict, list[dict]]:
@@ -177,9 +201,9 @@ def average_run(run_dir, df: pd.DataFrame, out,   # a run folder, the data it tr
     return info
 
 # %% ../nbs/16a_average.ipynb #40534cd6
-def average(path, df: pd.DataFrame, out,         # a run or CV folder, the data it trained on, a new folder
-            top: int | None = None, swa: int | None = None, bn: bool = True, device=None, cache_dir=None, data=None,
-            progress: bool = True) -> dict:
+def average_folder(path, df: pd.DataFrame, out,  # a run or CV folder, the data it trained on, a new folder
+                   top: int | None = None, swa: int | None = None, bn: bool = True, device=None, cache_dir=None,
+                   data=None, progress: bool = True) -> dict:
     """Average a run folder, or every fold of a CV folder, into the new folder `out` (`out2`, ... when taken); returns
     it, a table with one row per run, and a CV folder's out-of-fold scores."""
     path, dirs = Path(path), run_dirs(path)

@@ -24,13 +24,15 @@ from .models import check_model_name
 from .runtime import setup_distributed
 from .runs import load_task, resumable, run_dirs
 from .train import train_run
-from .cv import run_cv, split_for
-from .tta import TTA_PRESETS, predict_dir, tta_oof
+from .cv import run_cv
+from .splits import split_for
+from .tta import TTA_PRESETS
+from .inference import predict_dir, tta_oof
 from .pseudo import DEFAULT_THRESHOLDS, make_pseudo
 from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_files, write_predictions,
                                 write_submission)
 from .compare import write_compare_report
-from .average import average
+from .average import average_folder
 from .hpo import OBJECTIVES, PRUNERS, RETRIES, SEARCH_SAMPLERS, SPACE, STUDY_NAME, tune
 from .experiments import format_runs, runs_table, write_runs_page
 from .pages import write_index
@@ -223,8 +225,8 @@ def cmd_average(a):
     out = a.out or run.with_name(f"{run.name}_{f'swa{a.swa}' if a.swa is not None else f'top{top}'}")
     what = f'the last {a.swa} epochs (SWA)' if a.swa is not None else f'the {top} best checkpoints'
     print(f"averaging {what} of {len(dirs)} run(s) in {a.run}" + (' (each fold)' if dirs != [Path(a.run)] else ''))
-    res = average(a.run, read_data(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
-                  device=a.device, cache_dir=a.cache_dir, data=a.data)
+    res = average_folder(a.run, read_data(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
+                         device=a.device, cache_dir=a.cache_dir, data=a.data)
     t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
     print('validation macro F1 (each run on its own validation people):\n'
           + t.rename(columns=dict(best_single_f1='best single', valid_f1_bn_averaged='averaged, BN averaged',

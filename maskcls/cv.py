@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_cv.ipynb #e71202ad
 from __future__ import annotations
-import json, multiprocessing as mp, os, warnings
+import json, multiprocessing as mp, os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -13,10 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import KFold, StratifiedKFold
 
-from .labels import (AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, Task, age_group, attribute_index, confusion,
-                            decode, scores)
+from .labels import N_CLASSES, PROB_COLS, Task, confusion, decode, scores
 from .layout import for_task, task_of
 from .files import die_with_parent, new_run_dir, save_figure, write_csv, write_text
 from .loader import Loader, pick_device
@@ -24,105 +22,13 @@ from .config import Config, load_config, save_config
 from .runtime import open_cache
 from .predict import plot_confusion, predict
 from .runs import check_same_config, load_task, resumable, save_task, write_cv_session
+from .splits import folds_for, image_fold, image_folds, load_folds, person_folds, save_folds, split_rows
 from .pages import write_index
 from .train import train_run
 
 # %% auto #0
-__all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_balance', 'save_folds', 'load_folds', 'folds_for',
-           'split_rows', 'split_for', 'train_fold', 'run_cv', 'read_oof', 'score_oof', 'age_errors', 'plot_age_errors',
-           'split_experiment', 'plot_split_experiment']
-
-# %% ../nbs/14_cv.ipynb #a353487f
-def people_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per person with the gender x age-group stratum (0..5) of the label (its class: a task without attributes;
-    the 18 classes' stratum, from the columns, for a model of one attribute: the same folds)."""
-    t = task_of(df)
-    if attribute_index(t) is not None: stratum = df['gender'].to_numpy() * 3 + age_group(df['age'].to_numpy())
-    elif t.attributes: _, g, a = decode(df['label'].to_numpy()); stratum = g * 3 + a
-    else: stratum = df['label'].to_numpy()
-    p = pd.DataFrame(dict(person=df['person'].to_numpy(), stratum=stratum)).drop_duplicates('person')
-    if p['person'].duplicated().any():
-        bad = p.loc[p['person'].duplicated(), 'person'].tolist()[:5]
-        raise ValueError(f'people {bad} have photos with different gender or age groups: a person must be one stratum')
-    return p.reset_index(drop=True)
-
-def person_folds(df: pd.DataFrame, k: int = 5, seed: int = 0) -> pd.DataFrame:
-    "`person, fold`: people split into `k` folds stratified on gender x age group."
-    p = people_table(df)
-    if len(p) < k: raise ValueError(f'{len(p)} people cannot make {k} folds')
-    return pd.DataFrame(dict(person=p['person'], fold=_strata_folds(p['stratum'], k, seed)))
-
-def _strata_folds(strata, k: int, seed: int) -> np.ndarray:
-    "Fold of every row, `k` folds stratified on `strata`; strata smaller than `k` share one group."
-    s = pd.Series(np.asarray(strata))
-    s = s.where(s.map(s.value_counts()) >= k, -1)
-    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-    with warnings.catch_warnings():   # a group smaller than k is spread as far as it goes; sklearn warns about that
-        warnings.filterwarnings('ignore', 'The least populated class', UserWarning)
-        splits = list(skf.split(np.zeros(len(s)), s))
-    fold = np.empty(len(s), dtype=int)
-    for f, (_, va) in enumerate(splits): fold[va] = f
-    return fold
-
-# %% ../nbs/14_cv.ipynb #33e5d537
-def image_folds(df: pd.DataFrame, k: int = 5, seed: int = 0, stratified: bool = True) -> np.ndarray:
-    "Fold of every image, splitting images rather than people (leaks people across folds: for the lesson only)."
-    if stratified: return _strata_folds(df['label'], k, seed)     # classes smaller than k share one group
-    fold = np.empty(len(df), dtype=int)
-    for f, (_, va) in enumerate(KFold(k, shuffle=True, random_state=seed).split(df)): fold[va] = f
-    return fold
-
-def image_fold(df: pd.DataFrame, folds: pd.DataFrame) -> np.ndarray:
-    "Fold of every image of `df` from a `person, fold` table; every person must be in it."
-    m = dict(zip(folds['person'], folds['fold']))
-    missing = sorted(set(df['person']) - set(m))
-    if missing:
-        raise ValueError(f'{len(missing)} people have no fold, e.g. {missing[:3]}: the folds file was made for other '
-                         'data')
-    return df['person'].map(m).to_numpy()
-
-# %% ../nbs/14_cv.ipynb #a48906ce
-def fold_balance(df: pd.DataFrame, fold: np.ndarray) -> pd.DataFrame:
-    "Share of each gender x age stratum (columns) per fold (rows), counted over people, plus the whole ('all')."
-    _, g, a = decode(df['label'].to_numpy())
-    stratum = [f'{GENDER_NAMES[i]}/{AGE_NAMES[j]}' for i, j in zip(g, a)]
-    t = pd.DataFrame(dict(person=df['person'], fold=fold, stratum=stratum)).drop_duplicates('person')
-    share = pd.crosstab(t['fold'], t['stratum'], normalize='index')
-    share.loc['all'] = t['stratum'].value_counts(normalize=True)
-    return share.fillna(0)
-
-# %% ../nbs/14_cv.ipynb #4d3ae0ed
-def save_folds(folds: pd.DataFrame, path) -> Path:
-    return write_csv(folds[['person', 'fold']], path, index=False)
-
-def load_folds(path) -> pd.DataFrame:
-    "A `person, fold` table from CSV, checked."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'folds file {path} not found')
-    f = pd.read_csv(path, dtype={'person': str})
-    if list(f.columns[:2]) != ['person', 'fold']:
-        raise ValueError(f'{path}: expected columns person,fold, got {list(f.columns)}')
-    if f['person'].duplicated().any():
-        raise ValueError(f'{path}: person {f.loc[f.person.duplicated(), "person"].iloc[0]!r} appears twice')
-    if not pd.api.types.is_integer_dtype(f['fold']):
-        raise ValueError(f'{path}: fold must be an integer, got values like {f["fold"].iloc[0]!r}')
-    return f
-
-def folds_for(cfg: Config, df: pd.DataFrame, holdout: bool = False) -> pd.DataFrame:
-    """The `person, fold` table a config asks for: `cfg.folds_file`, else `cfg.folds` person-level folds (`holdout`:
-    about `cfg.val_fraction` per fold)."""
-    if cfg.folds_file: return load_folds(cfg.folds_file)
-    return person_folds(df, max(2, round(1 / cfg.val_fraction)) if holdout else cfg.folds, cfg.seed)
-
-def split_rows(df: pd.DataFrame, fold: np.ndarray, k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Training rows (fold != k) and validation rows (fold == k) of `df`, each indexed from 0."
-    return df[fold != k].reset_index(drop=True), df[fold == k].reset_index(drop=True)
-
-def split_for(cfg: Config, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and validation rows for one run: fold `cfg.fold` of the K folds (or of `cfg.folds_file`), or a
-    person-level hold-out."""
-    return split_rows(df, image_fold(df, folds_for(cfg, df, holdout=cfg.fold < 0 and not cfg.folds_file)),
-                      max(cfg.fold, 0))
+__all__ = ['train_fold', 'run_cv', 'read_oof', 'score_oof', 'age_errors', 'plot_age_errors', 'split_experiment',
+           'plot_split_experiment']
 
 # %% ../nbs/14_cv.ipynb #25c19fe4
 def _fold_done(d: Path) -> bool: return (d / 'done.json').exists() and (d / 'valid_preds.csv').exists()

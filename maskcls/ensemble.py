@@ -15,9 +15,9 @@ from .labels import ATTRIBUTES, N_CLASSES, N_MASK, N_GENDER, N_AGE, decode, enco
 
 # %% auto #0
 __all__ = ['member_weights', 'stack_probs', 'stack_labels', 'hard_vote', 'soft_vote', 'gmean_vote', 'rank_vote',
-           'attribute_soft_vote', 'attribute_hard_vote', 'compose', 'Selection', 'greedy_select', 'average_state_dicts',
-           'bootstrap_people', 'samme_step', 'stack_features', 'group_folds', 'meta_learner', 'Stack', 'fit_stack',
-           'stack_predict', 'resample_rows']
+           'attribute_soft_vote', 'attribute_hard_vote', 'compose', 'Selection', 'greedy_select', 'bootstrap_people',
+           'samme_step', 'stack_features', 'group_folds', 'meta_learner', 'Stack', 'fit_stack', 'stack_predict',
+           'resample_rows']
 
 # %% ../nbs/16_ensemble.ipynb #fcce37ec
 def member_weights(weights, n: int) -> np.ndarray:
@@ -139,29 +139,6 @@ def greedy_select(probs,                # (n_members, N, C) out-of-fold probabil
         counts[i] += 1; total += p[i]; history.append((i, scores[i]))
         if scores[i] > best_score: best_score, best_counts = scores[i], counts.copy()
     return Selection(best_counts / best_counts.sum(), float(best_score), history)
-
-# %% ../nbs/16_ensemble.ipynb #9f8ee6bc
-def average_state_dicts(state_dicts, weights=None) -> dict:
-    "Weighted average of state dicts of one architecture (integer tensors come from the first)."
-    sds = list(state_dicts)
-    if not sds: raise ValueError('no state dicts to average')
-    w = member_weights(weights, len(sds))
-    keys = list(sds[0])
-    for i, sd in enumerate(sds[1:], 1):
-        missing, extra = [k for k in keys if k not in sd], [k for k in sd if k not in sds[0]]
-        if missing or extra:
-            raise ValueError(f'state dict {i} does not match state dict 0: missing {missing[:5]}, unexpected '
-                             f'{extra[:5]}')
-        bad = [k for k in keys if sd[k].shape != sds[0][k].shape]
-        if bad:
-            raise ValueError(f'state dict {i}: {bad[0]} has shape {tuple(sd[bad[0]].shape)}, state dict 0 has '
-                             f'{tuple(sds[0][bad[0]].shape)}')
-    out = {}
-    for k in keys:
-        t0 = sds[0][k]
-        if not t0.is_floating_point(): out[k] = t0.clone(); continue
-        out[k] = sum(float(wi) * sd[k].float() for wi, sd in zip(w, sds)).to(t0.dtype)
-    return out
 
 # %% ../nbs/16_ensemble.ipynb #11818a46
 def bootstrap_people(groups,            # (n_rows,) person of each row (folder name or id)

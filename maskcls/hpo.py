@@ -28,7 +28,8 @@ from .models import check_model_name
 from .layout import task_of
 from .runs import check_same_config, save_task
 from .train import train_run
-from .cv import folds_for, save_folds, score_oof, split_for, train_fold
+from .cv import score_oof, train_fold
+from .splits import folds_for, save_folds, split_for
 from .ensemble import bootstrap_people
 
 # %% auto #0

@@ -15,7 +15,7 @@ from . import __version__
 from .labels import N_CLASSES, decode, encode, marginals
 from .runs import load_task, run_dirs
 from .files import new_run_dir, save_figure, write_csv, write_text
-from .tta import predict_dir
+from .inference import predict_dir
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'DEFAULT_THRESHOLDS', 'check_thresholds', 'attribute_confidence', 'select_pseudo', 'pseudo_table',

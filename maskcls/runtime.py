@@ -4,25 +4,20 @@
 
 # %% ../nbs/10_runtime.ipynb #4ca03eb6
 from __future__ import annotations
-import json, os, platform, random, shutil, tempfile, time
+import os, random
 from contextlib import contextmanager
-from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 import torch
 import torch.distributed as dist
 
-from .files import atomic_write
 from .cache import ImageCache, build_cache
 from .loader import Loader
 from .config import Config
 
 # %% auto #0
-__all__ = ['FULL_ENV', 'UPDATE_ENV', 'RESULTS', 'autocast_dtype', 'cpu_threads', 'model_threads', 'seed_everything', 'rng_state',
-           'set_rng_state', 'dist_info', 'setup_distributed', 'gather_rows', 'ShardedLoader', 'open_cache', 'long_cell',
-           'machine', 'load_results', 'differences', 'save_results', 'show_results']
+__all__ = ['autocast_dtype', 'cpu_threads', 'model_threads', 'seed_everything', 'rng_state', 'set_rng_state', 'dist_info',
+           'setup_distributed', 'gather_rows', 'ShardedLoader', 'open_cache']
 
 # %% ../nbs/10_runtime.ipynb #92ba362b
 def autocast_dtype(device: torch.device, amp: bool = True):
@@ -113,111 +108,3 @@ def open_cache(cfg: Config, paths, build: bool = True, progress: bool = True) ->
     it)."""
     if build: return build_cache(paths, cfg.cache_dir, cfg.img_size, workers=cfg.workers or None, progress=progress)
     return ImageCache(cfg.cache_dir, cfg.img_size)
-
-# %% ../nbs/10_runtime.ipynb #7a125281
-FULL_ENV = 'MASKCLS_FULL'                  # =1: run the long cells under Jupyter too
-UPDATE_ENV = 'MASKCLS_UPDATE_RESULTS'      # =1: a rerun replaces the committed results files
-
-def _on(var: str) -> bool: return os.environ.get(var, '').strip() not in ('', '0')
-
-def long_cell(what: str,           # what the cell does, for the line printed when it is skipped
-              flag: str = 'slow',  # the cell's flag: 'slow' or 'cuda'
-             ) -> bool:
-    "Run this flagged cell? Yes under `nbdev_test` or with MASKCLS_FULL=1 (and a GPU for 'cuda')."
-    gpu = flag == 'cuda'
-    if _on('IN_TEST') or (_on(FULL_ENV) and (not gpu or torch.cuda.is_available())): return True
-    how = 'on a GPU machine with `make slow FLAGS="slow cuda"`' if gpu else 'with `make slow`'
-    why = 'no CUDA GPU here' if _on(FULL_ENV) else 'skipped under Jupyter'
-    where = ' on a GPU' if gpu else ''
-    print(f"{why}: {what}; run it {how}, or in Jupyter{where} with {FULL_ENV}=1")
-    return False
-
-# %% ../nbs/10_runtime.ipynb #d7c1da14
-RESULTS = Path('results')    # beside the notebooks: notebooks run with nbs/ as working directory
-
-def machine() -> str:
-    "The machine in a few words: OS, CPU count, GPU, torch version."
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'
-    return f'{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}'
-
-def _files(name, folder): return [Path(folder) / f'{name}.{ext}' for ext in ('csv', 'json', 'png')]
-
-def load_results(name: str, folder=RESULTS) -> tuple[pd.DataFrame, dict]:
-    "The table of results `name` and its record (tolerance, command, date, machine, seeds)."
-    csv, js, _ = _files(name, folder)
-    if not js.exists(): raise FileNotFoundError(f'no results file {js}: the flagged cell that computes it writes it')
-    m = json.loads(js.read_text())
-    t = pd.read_csv(csv, index_col=list(range(m['index_levels'])), header=list(range(m['header_levels'])))
-    return t, m
-
-def _tol(tol, col) -> float:
-    "The tolerance for column `col`: `tol`, or `tol[first level of col]` (0 if absent) for a dict."
-    if not isinstance(tol, dict): return tol
-    return tol.get(str(col[0] if isinstance(col, tuple) else col), 0.)
-
-def differences(new: pd.DataFrame, old: pd.DataFrame,
-                tol: float | dict) -> list[str]:   # one tolerance, or one per column (first level)
-    "Cells where `new` differs from `old`: numbers by more than the tolerance, anything else at all."
-    if not (new.index.equals(old.index) and new.columns.equals(old.columns)):
-        return [f'rows x columns {list(new.index)} x {list(new.columns)}, '
-                f'committed {list(old.index)} x {list(old.columns)}']
-    bad = []
-    for r in range(new.shape[0]):
-        for k in range(new.shape[1]):
-            a, b = new.iat[r, k], old.iat[r, k]
-            num = pd.api.types.is_number(a) and pd.api.types.is_number(b)
-            close = num and (abs(a - b) <= _tol(tol, new.columns[k]) or (np.isnan(a) and np.isnan(b)))
-            if not (a == b or close): bad.append(f'{new.index[r]}, {new.columns[k]}: {a} (committed {b})')
-    return bad
-
-# %% ../nbs/10_runtime.ipynb #6335bbbe
-def save_results(name: str,                  # file name in `folder`, without extension
-                 table: pd.DataFrame,        # the experiment's numbers
-                 fig=None,                   # its figure, if any
-                 tol: float | dict = 0.0,    # how far a rerun may be from these numbers (or per column)
-                 seeds=(),                   # the seeds the experiment used
-                 command: str = 'make slow', # how to rerun it
-                 seconds: float | None = None, # how long it took
-                 note: str = '',             # anything else a reader should know
-                 folder=RESULTS) -> pd.DataFrame:
-    "Check `table` against the committed results `name`; write it (and `fig`) if none or MASKCLS_UPDATE_RESULTS=1."
-    meta = dict(tolerance=tol, compared='every number, absolute difference', command=command,
-                date=time.strftime('%Y-%m-%d'), machine=machine(), seeds=list(seeds),
-                seconds=None if seconds is None else round(seconds), note=note,
-                index_levels=table.index.nlevels, header_levels=table.columns.nlevels, figure=fig is not None)
-    tmp = Path(tempfile.mkdtemp(prefix=f'{name}-'))
-    csv, js, png = _files(name, tmp)
-    table.to_csv(csv); js.write_text(json.dumps(meta, indent=1) + '\n')
-    if fig is not None: fig.savefig(png, dpi=80, bbox_inches='tight')
-    new, _ = load_results(name, tmp)
-    committed = Path(folder) / csv.name
-    if committed.exists() and not _on(UPDATE_ENV):
-        old, m = load_results(name, folder)
-        bad = differences(new, old, m['tolerance'])
-        if bad: raise AssertionError(f"{name}: the rerun disagrees with {committed} beyond {m['tolerance']} "
-                                     f"(new files in {tmp}):\n" + '\n'.join(bad))
-        print(f"{name}: agrees with {committed} within {m['tolerance']}; kept the committed files")
-        return new
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    for f in _files(name, tmp):
-        dest = Path(folder) / f.name
-        if f.exists():
-            with atomic_write(dest) as t: shutil.copy(f, t)     # a committed file is never half-written
-        elif dest.exists(): dest.unlink()                   # a figure the experiment no longer draws
-    print(f'{name}: wrote {committed}')
-    return new
-
-def show_results(name: str, folder=RESULTS, digits: int = 3) -> pd.DataFrame:
-    "Say where the committed results `name` came from, draw their figure, return their table."
-    t, m = load_results(name, folder)
-    about = [f"`{m['command']}` on {m['date']}", m['machine']]
-    if m['seeds']: about.append(f"seeds {m['seeds']}")
-    if m['seconds']: about.append(f"{m['seconds']} s")
-    print(f"{Path(folder) / name}.csv: {', '.join(about)}; a rerun must agree within {m['tolerance']}."
-          + (f" {m['note']}" if m['note'] else ''))
-    png = _files(name, folder)[2]
-    if m['figure'] and png.exists():
-        img = plt.imread(png)
-        fig = plt.figure(figsize=(img.shape[1] / 80, img.shape[0] / 80), dpi=80)
-        ax = fig.add_axes([0, 0, 1, 1]); ax.imshow(img); ax.axis('off'); plt.show()
-    return t.round(digits)

@@ -4,29 +4,20 @@
 
 # %% ../nbs/15_tta.ipynb #ca243192
 from __future__ import annotations
-from dataclasses import replace
-from pathlib import Path
 from typing import Callable, NamedTuple
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
 
 from .labels import MASK_TASK, N_CLASSES, Task, scores
-from .layout import for_task
 from .augment import IMAGENET_MEAN, IMAGENET_STD, affine_theta, denormalize, normalize, warp
-from .loader import Loader, pick_device
-from .config import load_config
-from .runtime import autocast_dtype, model_threads, open_cache
+from .runtime import autocast_dtype
 from .predict import hard_targets, predict
-from .runs import load_run, load_task, run_dirs
-from .cv import image_fold, load_folds
 
 # %% auto #0
 __all__ = ['VIEW_FNS', 'VIEW_PARAM_FNS', 'TTA_PRESETS', 'MERGES', 'identity', 'flip_lr', 'flip_ud', 'rot180', 'zoom', 'brighten',
-           'View', 'make_view', 'get_views', 'merge_probs', 'TTAResult', 'tta_predict', 'tta_scores', 'predict_dir',
-           'tta_oof']
+           'View', 'make_view', 'get_views', 'merge_probs', 'TTAResult', 'tta_predict', 'tta_scores']
 
 # %% ../nbs/15_tta.ipynb #b26d09a7
 def identity(x: torch.Tensor) -> torch.Tensor:
@@ -155,51 +146,3 @@ def tta_scores(res: TTAResult, merges=MERGES, task: Task = MASK_TASK) -> pd.Data
     rows.update({f'{how} of {len(res.names)}': scores(y, merge_probs(res.view_probs, how).numpy(), task)
                  for how in merges})
     return pd.DataFrame(rows).T
-
-# %% ../nbs/15_tta.ipynb #b9bfb380
-def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', device=None, batch_size: int | None = None,
-                cache_dir: str | None = None, progress: bool = True) -> dict:
-    "Probabilities for the images of `df` from every model in a run or CV folder, with TTA; averaged over the models."
-    dirs = run_dirs(path)
-    task = load_task(dirs[0])
-    for d in dirs[1:]:
-        if load_task(d) != task:
-            raise ValueError(f'{d} and {dirs[0]} predict different classes: a fold ensemble needs one task')
-    cfg = load_config(dirs[0] / 'config.yaml')
-    if cache_dir: cfg = replace(cfg, cache_dir=str(cache_dir))
-    device = pick_device(str(device) if device else cfg.device)
-    cache = open_cache(cfg, df['path'], progress=progress)
-    dl = Loader(df, cache, bs=batch_size or cfg.batch_size * 2, device=device)
-    members = []
-    # no oversubscribed cores (see the runtime lesson)
-    with model_threads(device, dl):
-        for d in dirs:
-            model, c = load_run(d, device)
-            if tuple(c.img_size) != tuple(cfg.img_size):
-                raise ValueError(f'{d} was trained at {c.img_size}, {dirs[0]} at {cfg.img_size}: a fold ensemble '
-                                 'needs one size')
-            members.append(tta_predict(model, dl, views, merge, device=device, amp=cfg.amp, n_classes=task.n_classes))
-    return dict(dirs=dirs, task=task, names=members[0].names, members=[m.probs for m in members],
-                member_views=[m.view_probs for m in members],
-                probs=torch.stack([m.probs for m in members]).mean(0))
-
-# %% ../nbs/15_tta.ipynb #c25059af
-def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, progress: bool = False) -> pd.DataFrame:
-    """Macro F1 (and accuracy, per-attribute F1) of each view and each merge on the out-of-fold predictions of a CV
-    folder."""
-    cv_dir = Path(cv_dir)
-    fi = image_fold(df, load_folds(cv_dir / 'folds.csv'))
-    dirs = run_dirs(cv_dir)
-    vp, names = None, None
-    for d in dirs:
-        k = int(d.name[4:])
-        rows = np.flatnonzero(fi == k)
-        r = predict_dir(d, df.iloc[rows].reset_index(drop=True), views, device=device, progress=progress)
-        if vp is None:
-            vp, names, task = torch.zeros(len(r['names']), len(df), r['task'].n_classes), r['names'], r['task']
-        vp[:, torch.from_numpy(rows)] = r['member_views'][0]
-    if len(dirs) != int(fi.max()) + 1:
-        raise ValueError(f'{cv_dir} has {len(dirs)} finished folds of {int(fi.max()) + 1}: finish the CV first')
-    y = for_task(df, task)['label'].to_numpy()                 # a run of one attribute is scored on its codes
-    res = TTAResult(merge_probs(vp, 'mean'), vp, torch.tensor(y), names)
-    return tta_scores(res, merges, task)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from maskcls.config import Config
-from maskcls.cv import PROB_COLS, fold_balance, image_fold, person_folds, read_oof, run_cv
+from maskcls.cv import PROB_COLS, read_oof, run_cv
+from maskcls.splits import fold_balance, image_fold, person_folds
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
 import maskcls.train as train_mod

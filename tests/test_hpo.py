@@ -16,7 +16,7 @@ from optuna.trial import FixedTrial, TrialState
 
 import maskcls.hpo as hpo
 from maskcls.config import Config, ConfigError, load_config
-from maskcls.cv import split_for
+from maskcls.splits import split_for
 from maskcls.hpo import (SEARCH_SAMPLERS, SPACE, best_config, bootstrap_f1, check_space, grid_space, make_pruner,
                          make_sampler, curve_colors,
                          open_study, save_search_figures, search_figures, suggest, trials_table, tune,

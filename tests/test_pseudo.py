@@ -9,7 +9,8 @@ import torch
 
 from maskcls.cli import main
 from maskcls.config import Config
-from maskcls.cv import read_oof, run_cv, split_for
+from maskcls.cv import read_oof, run_cv
+from maskcls.splits import split_for
 from maskcls.layout import read_train
 from maskcls.files import new_run_dir
 from maskcls.submission import read_predictions

@@ -6,7 +6,7 @@
 Each notebook runs top to bottom in a fresh `python3` kernel with nbs/ as its working folder, no
 flags and no extra environment, so a page shows what a student sees after Run All. `#| slow` and
 `#| cuda` cells run too, as they do in Jupyter, where each prints one line saying how to run it
-(`runtime.long_cell`). A cell that raises or runs past --timeout fails the
+(`results.long_cell`). A cell that raises or runs past --timeout fails the
 build, naming the notebook and the cell; every notebook is still run so all failures are listed.
 
 Each page is one self-contained HTML file (figures are embedded as data URIs) sharing `style.css`.
