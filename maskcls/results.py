@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .layout import atomic_write
+from .files import atomic_write
 
 # %% auto #0
 __all__ = ['FULL_ENV', 'UPDATE_ENV', 'RESULTS', 'long_cell', 'machine', 'load_results', 'differences', 'save_lesson_results',

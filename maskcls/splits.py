@@ -12,7 +12,8 @@ import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from .labels import AGE_NAMES, GENDER_NAMES, age_group, attribute_index, decode
-from .layout import atomic_write, task_of
+from .files import atomic_write
+from .layout import task_of
 from .config import Config
 
 # %% auto #0
