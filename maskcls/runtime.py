@@ -6,6 +6,7 @@
 from __future__ import annotations
 import json, os, platform, random, shutil, tempfile, time
 from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -21,8 +22,8 @@ from .config import Config
 
 # %% auto #0
 __all__ = ['FULL_ENV', 'UPDATE_ENV', 'RESULTS', 'autocast_dtype', 'cpu_threads', 'model_threads', 'seed_everything', 'rng_state',
-           'set_rng_state', 'dist_info', 'setup_distributed', 'gather_rows', 'ShardedLoader', 'open_cache', 'long_cell',
-           'machine', 'load_results', 'differences', 'save_results', 'show_results']
+           'set_rng_state', 'restores_rng_state', 'dist_info', 'setup_distributed', 'gather_rows', 'ShardedLoader',
+           'open_cache', 'long_cell', 'machine', 'load_results', 'differences', 'save_results', 'show_results']
 
 # %% ../nbs/10_runtime.ipynb #92ba362b
 def autocast_dtype(device: torch.device, amp: bool = True):
@@ -65,6 +66,16 @@ def set_rng_state(s: dict):
                         ('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+
+# %% ../nbs/10_runtime.ipynb #3156d018
+def restores_rng_state(f):
+    "`f`, giving its caller back every global random state (`rng_state`) when it returns or fails."
+    @wraps(f)
+    def _f(*args, **kwargs):
+        s = rng_state()
+        try: return f(*args, **kwargs)
+        finally: set_rng_state(s)
+    return _f
 
 # %% ../nbs/10_runtime.ipynb #b611f658
 def dist_info() -> tuple[int, int]:
