@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_augment.ipynb #10bf675e
 from __future__ import annotations
+from typing import TYPE_CHECKING
 import math
 from dataclasses import dataclass
 
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .labels import N_CLASSES
-from .config import Config
+if TYPE_CHECKING: from maskcls.config import Config   # the annotation only: config comes later (09)
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'IDENTITY', 'FLIP', 'LUMA', 'to_float', 'normalize', 'denormalize', 'center_crop',

@@ -4,6 +4,7 @@
 
 # %% ../nbs/08_losses.ipynb #00681ef4
 from __future__ import annotations
+from typing import TYPE_CHECKING
 import difflib, inspect
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from torch import nn, Tensor
 from .labels import (MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, Task, attribute_task, decode,
                             frequency_weights, marginals)
 from .models import ThreeHeadOutput, class_log_probs
-from .config import Config
+if TYPE_CHECKING: from maskcls.config import Config   # the annotation only: config comes later (09)
 
 # %% auto #0
 __all__ = ['LOSSES', 'soft_targets', 'smooth_targets', 'weighted_mean', 'CrossEntropy', 'inverse_frequency_weights', 'FocalLoss',
