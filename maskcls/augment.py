@@ -4,6 +4,7 @@
 
 # %% ../nbs/05_augment.ipynb #10bf675e
 from __future__ import annotations
+from typing import TYPE_CHECKING
 import math
 from dataclasses import dataclass
 
@@ -12,13 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from .labels import N_CLASSES
+if TYPE_CHECKING: from maskcls.config import Config   # the annotation only: config comes later (09)
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'IDENTITY', 'FLIP', 'LUMA', 'to_float', 'normalize', 'denormalize', 'center_crop',
            'eval_transform', 'only_where', 'Op', 'affine_theta', 'affine_grid', 'warp', 'Affine', 'hflip', 'Flip',
            'crop_theta', 'ResizedCrop', 'compose_theta', 'colour_matrix', 'jitter_colour', 'shift_hue', 'ColorJitter',
            'hash_uniform', 'hash_normal', 'add_noise', 'Noise', 'box_mask', 'erase', 'Erase', 'mixup', 'cutmix',
-           'MixUp', 'CutMix', 'Augment', 'light_augment', 'full_augment']
+           'MixUp', 'CutMix', 'Augment', 'light_augment', 'full_augment', 'augment_from_config']
 
 # %% ../nbs/05_augment.ipynb #854b6044
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -480,3 +482,20 @@ def light_augment(seed: int | None = None, **kw) -> Augment:
 def full_augment(seed: int | None = None, **kw) -> Augment:
     "Every op at its defaults: flip, affine, resized crop, colour, noise, erasing, CutMix, MixUp."
     return Augment(Flip(), Affine(), ResizedCrop(), ColorJitter(), Noise(), Erase(), CutMix(), MixUp(), seed=seed, **kw)
+
+# %% ../nbs/05_augment.ipynb #995d2ed6
+def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
+    "The on-device training augmentation that `cfg` describes (ops with probability 0 are left out)."
+    ops = []
+    if cfg.hflip: ops.append(Flip(p=cfg.hflip))
+    if cfg.affine_p:
+        ops.append(Affine(p=cfg.affine_p, degrees=cfg.rotate, translate=cfg.shift, scale=cfg.scale, shear=cfg.shear))
+    if cfg.crop_p: ops.append(ResizedCrop(p=cfg.crop_p))
+    if cfg.jitter_p:
+        ops.append(ColorJitter(p=cfg.jitter_p, brightness=cfg.brightness, contrast=cfg.contrast,
+                               saturation=cfg.saturation, hue=cfg.hue))
+    if cfg.noise_p: ops.append(Noise(p=cfg.noise_p, std=cfg.noise_std))
+    if cfg.erase_p: ops.append(Erase(p=cfg.erase_p))
+    if cfg.mix in ('cutmix', 'both'): ops.append(CutMix(p=cfg.mix_p, alpha=cfg.mix_alpha))
+    if cfg.mix in ('mixup', 'both'): ops.append(MixUp(p=cfg.mix_p, alpha=cfg.mix_alpha))
+    return Augment(*ops, n_classes=n_classes)   # mixing ops make soft targets over `n_classes`

@@ -4,7 +4,7 @@
 
 # %% ../nbs/16a_average.ipynb #71e1c23b
 from __future__ import annotations
-import json, re
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -25,15 +25,13 @@ from .files import new_run_dir, write_csv, write_text
 from .cv import score_oof
 from .splits import image_fold, load_folds, split_for, split_rows
 from .ensemble import member_weights
+from .checkpoints import EPOCHS, NAMES, TOP
 
 # %% auto #0
-__all__ = ['TOP', 'EPOCHS', 'checkpoint_files', 'average_state_dicts', 'average_checkpoints', 'bn_layers', 'recompute_bn',
-           'bn_loader', 'run_split', 'evaluate', 'average_run', 'average_folder']
+__all__ = ['checkpoint_files', 'average_state_dicts', 'average_checkpoints', 'bn_layers', 'recompute_bn', 'bn_loader',
+           'run_split', 'evaluate', 'average_run', 'average_folder']
 
 # %% ../nbs/16a_average.ipynb #52ccb145
-TOP, EPOCHS = 'top', 'epochs'      # a run's folders: the k best checkpoints, the weights of the last epochs
-_NAMES = {TOP: re.compile(r'epoch(\d+)_f1(\d+\.\d+)\.pt'), EPOCHS: re.compile(r'epoch(\d+)\.pt')}
-
 def _retrain(run: Path, option: str) -> str:
     "The command that repeats the run in `run` with `option` added (a CV fold repeats its CV folder)."
     if run.name.startswith('fold') and (run.parent / 'folds.csv').exists():
@@ -50,7 +48,7 @@ def checkpoint_files(run_dir,                 # a training run folder
     n, sub = (top, TOP) if top is not None else (swa, EPOCHS)
     if n < 1: raise ValueError(f"{'top' if top is not None else 'swa'} must be at least 1, got {n}")
     cfg = load_config(run / 'config.yaml')
-    found = [(m, p) for p in (run / sub).glob('*.pt') if (m := _NAMES[sub].fullmatch(p.name))]
+    found = [(m, p) for p in (run / sub).glob('*.pt') if (m := NAMES[sub].fullmatch(p.name))]
     if sub == TOP: found.sort(key=lambda t: (-float(t[0][2]), int(t[0][1])))   # best first; ties: earlier epoch
     else: found.sort(key=lambda t: -int(t[0][1]))                                # newest first
     if len(found) < n:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_layout.ipynb #c77d192b
 from __future__ import annotations
-import re
+import os, re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +14,14 @@ import pandas as pd
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .labels import (ATTRIBUTES, MASK_STEMS, MASK_TASK, OLD_AGE, Gender, Mask, Task, age_group, attribute_index,
-                            attribute_task, decode, encode, gender_from_str)
+from .labels import (ATTRIBUTES, MASK_STEMS, MASK_TASK, N_CLASSES, OLD_AGE, Gender, Mask, Task, age_group,
+                            attribute_index, attribute_task, decode, encode, few, gender_from_str)
 
 # %% auto #0
 __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER_FIXES', 'MASK_SWAP_IDS', 'Problem',
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
            'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'eval_root', 'read_eval',
-           'read_image_folder', 'task_of', 'for_task', 'read_images']
+           'read_image_folder', 'task_of', 'for_task', 'training_labels', 'read_pseudo', 'check_pseudo', 'read_images']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -318,6 +318,67 @@ def for_task(df: pd.DataFrame, task='all') -> pd.DataFrame:
     out = df.assign(label=decode(df['label'].to_numpy())[ATTRIBUTES.index(task)]) if 'label' in df else df.copy()
     out.attrs = {**df.attrs, 'task': target}
     return out
+
+# %% ../nbs/01_layout.ipynb #ae6a62fa
+def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE,
+                    task: Task | None = None) -> np.ndarray:   # default `task_of(df)`: 18 classes, or one attribute
+    "Labels with the old group starting at `old_age` (the official labels when the table has no mask/gender/age)."
+    if not {'mask', 'gender', 'age'} <= set(df.columns): return df['label'].to_numpy()
+    y = encode(df['mask'].to_numpy(), df['gender'].to_numpy(), age_group(df['age'].to_numpy(), old_age))
+    i = attribute_index(task or task_of(df))
+    return y if i is None else decode(y)[i]
+
+# %% ../nbs/01_layout.ipynb #43f831e5
+def read_pseudo(path, n_classes: int = N_CLASSES) -> pd.DataFrame:
+    "The pseudo-label table at `path` (`path,label[,person]`), checked; returns `path` (absolute), `label`, `person`."
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'pseudo-label file {path} not found: make one with `maskcls pseudo`, or leave pseudo '
+                                'empty')
+    try: df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise ValueError(f'pseudo-label file {path}: not a readable CSV ({e})') from None
+    miss = [c for c in ('path', 'label') if c not in df.columns]
+    if miss:
+        raise ValueError(f'pseudo-label file {path}: missing column(s) {miss}; expected path,label (and optionally '
+                         f'person), got {list(df.columns)}')
+    line = df.index.to_numpy() + 2                                    # file lines: the header is line 1
+    y = pd.to_numeric(df['label'], errors='coerce')
+    bad = (y.isna() | (y % 1 != 0) | (y < 0) | (y >= n_classes)).to_numpy()
+    if bad.any():
+        i = int(bad.argmax())
+        raise ValueError(f'pseudo-label file {path} line {line[i]}: label {df["label"].iloc[i]!r} is not a whole '
+                         f'number in 0..{n_classes - 1} ({int(bad.sum())} bad rows in all)')
+    empty = (df['path'].str.strip() == '').to_numpy()
+    if empty.any(): raise ValueError(f'pseudo-label file {path} line {line[empty.argmax()]}: the path is empty')
+    full = pd.Series([p if os.path.isabs(p) else os.path.normpath(path.parent.resolve() / p) for p in df['path']])
+    dup = full.duplicated(keep=False).to_numpy()
+    if dup.any():
+        first = full[dup].iloc[0]
+        raise ValueError(f'pseudo-label file {path}: image {first} appears on lines {few(line[(full == first)])}: '
+                         'one label per image')
+    gone = ~full.map(os.path.isfile).to_numpy()
+    if gone.any():
+        raise FileNotFoundError(f'pseudo-label file {path}: {int(gone.sum())} images do not exist, e.g. line '
+                                f'{line[gone.argmax()]}: {full[gone.argmax()]}')
+    person = df['person'] if 'person' in df.columns else pd.Series('', index=df.index)
+    person = person.where(person != '', 'pseudo:' + full)
+    return pd.DataFrame(dict(path=full, label=y.astype(np.int64), person=person.to_numpy()))
+
+def check_pseudo(pseudo: pd.DataFrame, train_df: pd.DataFrame, valid_df: pd.DataFrame, source='pseudo'):
+    "Fail if a pseudo-labelled image or person is also a labelled training or validation image or person."
+    real = lambda s: set(map(os.path.realpath, s))
+    mine = real(pseudo['path'])
+    for d, what in ((valid_df, 'validation'), (train_df, 'labelled training')):
+        both = sorted(mine & real(d['path']))
+        if both:
+            raise ValueError(f'{source}: {len(both)} pseudo-labelled images are {what} images of this split, e.g. '
+                             f'{few(both, 3)}: pseudo-label only images outside the labelled data')
+        if 'person' in d.columns:
+            same = sorted(set(pseudo['person']) & set(d['person']))
+            if same:
+                raise ValueError(f'{source}: pseudo-labelled person(s) {few(same, 3)} are also {what} people: give '
+                                 'pseudo rows their own person names')
 
 # %% ../nbs/01_layout.ipynb #fca80809
 def read_images(root, classes=None, exts=IMG_EXTS) -> pd.DataFrame:

@@ -4,16 +4,20 @@
 
 # %% ../nbs/08_losses.ipynb #00681ef4
 from __future__ import annotations
+from typing import TYPE_CHECKING
 import difflib, inspect
 import numpy as np
 import torch
 from torch import nn, Tensor
-from .labels import N_AGE, N_CLASSES, N_GENDER, N_MASK, decode, frequency_weights, marginals
+from .labels import (MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, Task, attribute_task, decode,
+                            frequency_weights, marginals)
 from .models import ThreeHeadOutput, class_log_probs
+if TYPE_CHECKING: from maskcls.config import Config   # the annotation only: config comes later (09)
 
 # %% auto #0
 __all__ = ['LOSSES', 'soft_targets', 'smooth_targets', 'weighted_mean', 'CrossEntropy', 'inverse_frequency_weights', 'FocalLoss',
-           'SoftF1Loss', 'attribute_targets', 'ThreeHeadLoss', 'make_loss', 'ordinal_spread', 'age_spread']
+           'SoftF1Loss', 'attribute_targets', 'ThreeHeadLoss', 'make_loss', 'ordinal_spread', 'age_spread',
+           'loss_from_config']
 
 # %% ../nbs/08_losses.ipynb #3a605548
 def soft_targets(target: Tensor, n: int) -> Tensor:
@@ -180,3 +184,30 @@ def ordinal_spread(n: int = N_AGE) -> Tensor:
 def age_spread() -> Tensor:
     "`(18, 18)` spread: each class's smoothing goes to the classes of the same mask and gender one age group away."
     return torch.kron(torch.eye(N_MASK * N_GENDER), ordinal_spread(N_AGE))   # age is the last digit of a class
+
+# %% ../nbs/08_losses.ipynb #53817421
+def _ordinal(cfg: Config, task: Task) -> dict:
+    "The loss options of `cfg.age_smoothing`: a spread over the age groups where the task has them."
+    if cfg.age_smoothing != 'ordinal' or cfg.loss not in ('ce', 'focal'): return {}
+    if cfg.heads == 'three': return dict(spreads={'age': ordinal_spread()})
+    if task == MASK_TASK: return dict(spread=age_spread())
+    if task == attribute_task('age'): return dict(spread=ordinal_spread())
+    return {}                                         # mask or gender alone: no order, uniform smoothing
+
+def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES,
+                     task: Task | None = None) -> nn.Module:   # default: the 18 classes if n_classes is 18
+    "The loss `cfg` names, with class weights from the training `labels` when asked for."
+    task = task or (MASK_TASK if n_classes == N_CLASSES else Task.from_classes(range(n_classes)))
+    kw = dict(smoothing=cfg.label_smoothing) if cfg.loss in ('ce', 'focal') else {}
+    if cfg.loss == 'focal': kw['gamma'] = cfg.focal_gamma
+    kw.update(_ordinal(cfg, task))
+    power = dict(none=0, balanced=1.0, sqrt=0.5)[cfg.class_weights]
+    if power and cfg.loss == 'f1':
+        raise ValueError('class_weights: the soft-F1 loss already weighs classes equally; use class_weights none')
+    if cfg.heads == 'three':
+        parts = decode(np.asarray(labels))
+        heads = zip(('mask', 'gender', 'age'), parts, (N_MASK, N_GENDER, N_AGE))
+        cw = {h: inverse_frequency_weights(a, n, power) for h, a, n in heads} if power else None
+        return make_loss('three_head', base=cfg.loss, weights=cfg.head_weights, class_weights=cw, **kw)
+    if power: kw['weight'] = inverse_frequency_weights(labels, n_classes, power)
+    return make_loss(cfg.loss, **kw)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 import os, random
 from contextlib import contextmanager
+from functools import wraps
 
 import numpy as np
 import torch
@@ -16,8 +17,8 @@ from .loader import Loader
 from .config import Config
 
 # %% auto #0
-__all__ = ['autocast_dtype', 'cpu_threads', 'model_threads', 'seed_everything', 'rng_state', 'set_rng_state', 'dist_info',
-           'setup_distributed', 'gather_rows', 'ShardedLoader', 'open_cache']
+__all__ = ['autocast_dtype', 'cpu_threads', 'model_threads', 'seed_everything', 'rng_state', 'set_rng_state',
+           'restores_rng_state', 'dist_info', 'setup_distributed', 'gather_rows', 'ShardedLoader', 'open_cache']
 
 # %% ../nbs/10_runtime.ipynb #92ba362b
 def autocast_dtype(device: torch.device, amp: bool = True):
@@ -60,6 +61,16 @@ def set_rng_state(s: dict):
                         ('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['gauss']))
     torch.set_rng_state(s['torch'])
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+
+# %% ../nbs/10_runtime.ipynb #3156d018
+def restores_rng_state(f):
+    "`f`, giving its caller back every global random state (`rng_state`) when it returns or fails."
+    @wraps(f)
+    def _f(*args, **kwargs):
+        s = rng_state()
+        try: return f(*args, **kwargs)
+        finally: set_rng_state(s)
+    return _f
 
 # %% ../nbs/10_runtime.ipynb #b611f658
 def dist_info() -> tuple[int, int]:

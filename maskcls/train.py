@@ -4,79 +4,35 @@
 
 # %% ../nbs/13_train.ipynb #0829b08e
 from __future__ import annotations
-import math, os, time
-from dataclasses import asdict
+import math, re, time
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from fastcore.basics import patch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .labels import (MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, Task, age_group, attribute_index,
-                            attribute_task, decode, encode, few, scores)
-from .layout import for_task, task_of
-from .augment import (IMAGENET_MEAN, IMAGENET_STD, Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise,
-                             ResizedCrop)
+from .labels import MASK_TASK, N_CLASSES, Task, attribute_task, scores
+from .layout import check_pseudo, for_task, read_pseudo, task_of, training_labels
+from .augment import IMAGENET_MEAN, IMAGENET_STD, augment_from_config
 from .loader import SAMPLERS, Loader, pick_device
 from .models import create_model, freeze_backbone, unfreeze
-from .losses import age_spread, inverse_frequency_weights, make_loss, ordinal_spread
+from .losses import loss_from_config
+from .optim import make_ema, make_optimizer, make_scheduler
 from .config import Config
-from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, open_cache, rng_state, seed_everything,
-                             set_rng_state)
+from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, open_cache, restores_rng_state,
+                             rng_state, seed_everything, set_rng_state)
 from .predict import hard_targets, predict
-from .runs import RunLogger, load_best, load_checkpoint, load_last, save_checkpoint, save_last
+from .runs import RunLogger, load_best, load_checkpoint, load_last, save_last
 from .files import write_csv
+from .checkpoints import CheckpointSaver, model_state
 
 # %% auto #0
-__all__ = ['param_groups', 'make_optimizer', 'lr_factor', 'make_scheduler', 'make_ema', 'Trainer', 'augment_from_config',
-           'training_labels', 'loss_from_config', 'train_run', 'read_pseudo', 'check_pseudo']
-
-# %% ../nbs/13_train.ipynb #b7cbdf5f
-def param_groups(model: nn.Module, weight_decay: float) -> list:
-    "Two groups: weights with decay, biases and 1-d (norm) parameters without."
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if not p.requires_grad: continue
-        (no_decay if p.ndim <= 1 or n.endswith('.bias') else decay).append(p)
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
-
-def make_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    "AdamW or SGD (Nesterov) over `model`'s trainable parameters, as `cfg` says."
-    groups = param_groups(model, cfg.weight_decay)
-    if cfg.optimizer == 'sgd':
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr)
-
-def lr_factor(step: int, total: int, warmup: int, kind: str = 'cosine', step_every: int = 1,
-              gamma: float = 0.1) -> float:
-    "Multiplier of the peak learning rate at optimiser step `step` of `total`."
-    if step < warmup: return (step + 1) / (warmup + 1)
-    if kind == 'constant': return 1.0
-    if kind == 'step': return gamma ** ((step - warmup) // max(1, step_every))
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-def make_scheduler(opt, cfg: Config, steps_per_epoch: int):
-    "A per-step learning-rate scheduler for `cfg.epochs` epochs of `steps_per_epoch` optimiser steps."
-    total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.schedule == 'onecycle':
-        pct = max(0.05, cfg.warmup_epochs / cfg.epochs) if cfg.warmup_epochs else 0.25
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=pct)
-    warm = int(round(cfg.warmup_epochs * steps_per_epoch))
-    f = lambda s: lr_factor(s, total, warm, cfg.schedule, cfg.step_epochs * steps_per_epoch, cfg.step_gamma)
-    return torch.optim.lr_scheduler.LambdaLR(opt, f)
-
-# %% ../nbs/13_train.ipynb #e54b7738
-def make_ema(model: nn.Module, decay: float):
-    "An EMA copy of `model` (None when decay is 0)."
-    if not decay: return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+__all__ = ['Trainer', 'train_run']
 
 # %% ../nbs/13_train.ipynb #7302a5cd
 class Trainer:
@@ -111,8 +67,9 @@ class Trainer:
         self.sched = make_scheduler(self.opt, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler('cuda', enabled=self.dtype == torch.float16)
         self.ema = make_ema(self.model, cfg.ema)
-        self.epoch, self.best, self.bad_epochs, self.history, self.top = 0, -1.0, 0, [], []
+        self.epoch, self.best, self.bad_epochs, self.history = 0, -1.0, 0, []
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.saver = CheckpointSaver(self.run_dir, cfg.top_k, cfg.keep_last)   # which checkpoints the run keeps
         self.logger = None
 
     # -- one epoch of training
@@ -160,6 +117,7 @@ class Trainer:
         "Train from the current epoch to `cfg.epochs` (or early stop); returns the history."
         cfg = self.cfg
         if self.run_dir is not None and not self.rank:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             self.logger = RunLogger(self.run_dir, cfg, self.mean, self.std, self.task)
         with model_threads(self.device, self.train_dl):       # a CPU model leaves the loader its cores
             try:
@@ -202,16 +160,13 @@ class Trainer:
         return self.history
 
 # %% ../nbs/13_train.ipynb #9f1a13ba
-def _ckpt_model(model):
-    return getattr(model, '_orig_mod', model).state_dict()
-
 @patch
 def state(self: Trainer) -> dict:
     "The whole training state, for `last.pt`."
-    return dict(model=_ckpt_model(self.model), ema=self.ema.state_dict() if self.ema is not None else None,
+    return dict(model=model_state(self.model), ema=self.ema.state_dict() if self.ema is not None else None,
                 opt=self.opt.state_dict(), sched=self.sched.state_dict(), scaler=self.scaler.state_dict(),
-                epoch=self.epoch, best=self.best, bad_epochs=self.bad_epochs, history=self.history, top=self.top,
-                rng=rng_state(), cfg=asdict(self.cfg))
+                epoch=self.epoch, best=self.best, bad_epochs=self.bad_epochs, history=self.history,
+                top=self.saver.top, rng=rng_state(), cfg=asdict(self.cfg))
 
 @patch
 def load_state(self: Trainer, path) -> Trainer:
@@ -222,95 +177,37 @@ def load_state(self: Trainer, path) -> Trainer:
     if self.ema is not None and s['ema'] is not None: self.ema.load_state_dict(s['ema'])
     self.opt.load_state_dict(s['opt']); self.sched.load_state_dict(s['sched']); self.scaler.load_state_dict(s['scaler'])
     self.epoch, self.best, self.bad_epochs = s['epoch'], s['best'], s['bad_epochs']
-    self.history, self.top = s['history'], s['top']
+    self.history, self.saver.top = s['history'], s['top']
     set_rng_state(s['rng'])
     return self
 
 @patch
 def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
     if self.run_dir is None or self.rank: return
-    d = self.run_dir
-    write_csv(pd.DataFrame(self.history), d / 'metrics.csv', index=False)   # each file whole or not at all (runs)
-    weights = _ckpt_model(self.ema.module) if use_ema else _ckpt_model(self.model)
-    small = dict(model=weights, cfg=asdict(self.cfg), epoch=row['epoch'], metrics=row, model_name=self.cfg.model,
-                 heads=self.cfg.heads)
-    if improved: save_checkpoint(small, d / 'best.pt')
-    k = self.cfg.top_k
-    if k and (len(self.top) < k or row['score'] > min(s for s, _ in self.top)):
-        (d / 'top').mkdir(exist_ok=True)
-        p = d / 'top' / f"epoch{row['epoch']:03d}_f1{row['score']:.4f}.pt"
-        save_checkpoint(small, p); self.top.append((row['score'], str(p)))
-        self.top.sort(key=lambda t: -t[0])
-        for _, old in self.top[k:]: Path(old).unlink(missing_ok=True)
-        self.top = self.top[:k]
-    if self.cfg.keep_last: self._keep_epoch(row, small)
-    save_last(self.state(), d)                      # last: a failure above leaves the previous epoch's state
-
-@patch
-def _keep_epoch(self: Trainer, row: dict, small: dict):
-    "Save this epoch's raw weights in `epochs/`; delete those older than the last `keep_last` epochs."
-    d = self.run_dir / 'epochs'; d.mkdir(exist_ok=True)
-    raw = dict(small, model=_ckpt_model(self.model), metrics=dict(row, score=row['valid_f1'], weights='raw'))
-    save_checkpoint(raw, d / f"epoch{row['epoch']:03d}.pt")             # SWA averages the raw weights, not the EMA
-    for p in d.glob('epoch*.pt'):
-        if p.stem[5:].isdigit() and int(p.stem[5:]) <= row['epoch'] - self.cfg.keep_last: p.unlink()
+    write_csv(pd.DataFrame(self.history), self.run_dir / 'metrics.csv', index=False)   # whole or not at all (runs)
+    ckpt = dict(model=model_state(self.ema.module if use_ema else self.model), cfg=asdict(self.cfg), epoch=row['epoch'],
+                metrics=row, model_name=self.cfg.model, heads=self.cfg.heads)
+    self.saver.save(ckpt, improved, raw=model_state(self.model))   # best.pt, top/, epochs/ (checkpoints module)
+    save_last(self.state(), self.run_dir)           # last: a failure above leaves the previous epoch's state
 
 # %% ../nbs/13_train.ipynb #4f0f7d0b
-def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
-    "The on-device training augmentation that `cfg` describes (ops with probability 0 are left out)."
-    ops = []
-    if cfg.hflip: ops.append(Flip(p=cfg.hflip))
-    if cfg.affine_p:
-        ops.append(Affine(p=cfg.affine_p, degrees=cfg.rotate, translate=cfg.shift, scale=cfg.scale, shear=cfg.shear))
-    if cfg.crop_p: ops.append(ResizedCrop(p=cfg.crop_p))
-    if cfg.jitter_p:
-        ops.append(ColorJitter(p=cfg.jitter_p, brightness=cfg.brightness, contrast=cfg.contrast,
-                               saturation=cfg.saturation, hue=cfg.hue))
-    if cfg.noise_p: ops.append(Noise(p=cfg.noise_p, std=cfg.noise_std))
-    if cfg.erase_p: ops.append(Erase(p=cfg.erase_p))
-    if cfg.mix in ('cutmix', 'both'): ops.append(CutMix(p=cfg.mix_p, alpha=cfg.mix_alpha))
-    if cfg.mix in ('mixup', 'both'): ops.append(MixUp(p=cfg.mix_p, alpha=cfg.mix_alpha))
-    return Augment(*ops, n_classes=n_classes)   # mixing ops make soft targets over `n_classes`
+def _recorded(cfg: Config, train_df: pd.DataFrame, run_dir) -> Config:
+    "`cfg` naming the data and run folder really used, so that `--config RUN/config.yaml` repeats the run."
+    root, data = train_df.attrs.get('report', {}).get('root'), Path(cfg.data).resolve()
+    if root and Path(root).resolve() not in (data, data / 'train'): cfg = replace(cfg, data=str(root))
+    if run_dir is None: return cfg
+    d, out = Path(run_dir).resolve(), Path(cfg.out).resolve()   # out itself, a folder in it, or new_run_dir's outN
+    if d == out or out in d.parents or (d.parent == out.parent and re.fullmatch(re.escape(out.name) + r'\d+', d.name)):
+        return cfg
+    return replace(cfg, out=str(run_dir))
 
-def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE,
-                    task: Task | None = None) -> np.ndarray:   # default `task_of(df)`: 18 classes, or one attribute
-    "Labels with the old group starting at `old_age` (the official labels when the table has no mask/gender/age)."
-    if not {'mask', 'gender', 'age'} <= set(df.columns): return df['label'].to_numpy()
-    y = encode(df['mask'].to_numpy(), df['gender'].to_numpy(), age_group(df['age'].to_numpy(), old_age))
-    i = attribute_index(task or task_of(df))
-    return y if i is None else decode(y)[i]
-
-def _ordinal(cfg: Config, task: Task) -> dict:
-    "The loss options of `cfg.age_smoothing`: a spread over the age groups where the task has them."
-    if cfg.age_smoothing != 'ordinal' or cfg.loss not in ('ce', 'focal'): return {}
-    if cfg.heads == 'three': return dict(spreads={'age': ordinal_spread()})
-    if task == MASK_TASK: return dict(spread=age_spread())
-    if task == attribute_task('age'): return dict(spread=ordinal_spread())
-    return {}                                         # mask or gender alone: no order, uniform smoothing
-
-def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES,
-                     task: Task | None = None) -> nn.Module:   # default: the 18 classes if n_classes is 18
-    "The loss `cfg` names, with class weights from the training `labels` when asked for."
-    task = task or (MASK_TASK if n_classes == N_CLASSES else Task.from_classes(range(n_classes)))
-    kw = dict(smoothing=cfg.label_smoothing) if cfg.loss in ('ce', 'focal') else {}
-    if cfg.loss == 'focal': kw['gamma'] = cfg.focal_gamma
-    kw.update(_ordinal(cfg, task))
-    power = dict(none=0, balanced=1.0, sqrt=0.5)[cfg.class_weights]
-    if power and cfg.loss == 'f1':
-        raise ValueError('class_weights: the soft-F1 loss already weighs classes equally; use class_weights none')
-    if cfg.heads == 'three':
-        parts = decode(np.asarray(labels))
-        heads = zip(('mask', 'gender', 'age'), parts, (N_MASK, N_GENDER, N_AGE))
-        cw = {h: inverse_frequency_weights(a, n, power) for h, a, n in heads} if power else None
-        return make_loss('three_head', base=cfg.loss, weights=cfg.head_weights, class_weights=cw, **kw)
-    if power: kw['weight'] = inverse_frequency_weights(labels, n_classes, power)
-    return make_loss(cfg.loss, **kw)
-
+@restores_rng_state
 def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_dir=None, resume: bool = False,
               progress: bool = True, make_cache: bool = True, on_epoch=None,
               task: Task | None = None) -> dict:   # the classes (default: `task_of(train_df)`, from the reader)
-    """Train on `train_df`, validate on `valid_df` (official labels), write `run_dir`; return history, best score and
-    validation probabilities."""
+    """Train on `train_df`, validate on `valid_df` (official labels), write `run_dir` (made if missing); return history,
+    best score and validation probabilities. Seeds the global random generators from `cfg.seed` (model init, dropout
+    and resuming use them) and gives the caller back its own states when it returns."""
     train_df, valid_df = for_task(train_df, cfg.task), for_task(valid_df, cfg.task)   # one attribute: its labels
     task = task or task_of(train_df)
     if cfg.task != 'all' and task != attribute_task(cfg.task):
@@ -344,9 +241,8 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
                     drop_last=n_epoch >= 2 * cfg.batch_size)   # a small set keeps its only (partial) batch
     valid_dl = Load(valid_df, cache, bs=cfg.batch_size * 2, device=device)
     model = create_model(cfg.model, cfg.weights or None, cfg.heads, n_classes=task.n_classes)
-    trainer = Trainer(model, loss_from_config(cfg, tr['label'], task.n_classes, task), cfg, train_dl, valid_dl,
-                      run_dir, device,
-                      progress=progress, on_epoch=on_epoch, task=task)
+    trainer = Trainer(model, loss_from_config(cfg, tr['label'], task.n_classes, task), _recorded(cfg, train_df, run_dir),
+                      train_dl, valid_dl, run_dir, device, progress=progress, on_epoch=on_epoch, task=task)
     if resume: trainer.load_state(run_dir)
     trainer.fit()
     if world > 1: dist.barrier()                                    # process 0 has written best.pt
@@ -354,55 +250,3 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
     probs, _, _ = predict(trainer.model, valid_dl, device, trainer.dtype, n_classes=task.n_classes)
     return dict(run_dir=run_dir, history=trainer.history, best=trainer.best, valid_probs=probs, trainer=trainer,
                 pseudo_images=0 if pseudo is None else len(pseudo))
-
-# %% ../nbs/13_train.ipynb #43f831e5
-def read_pseudo(path, n_classes: int = N_CLASSES) -> pd.DataFrame:
-    "The pseudo-label table at `path` (`path,label[,person]`), checked; returns `path` (absolute), `label`, `person`."
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f'pseudo-label file {path} not found: make one with `maskcls pseudo`, or leave pseudo '
-                                'empty')
-    try: df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise ValueError(f'pseudo-label file {path}: not a readable CSV ({e})') from None
-    miss = [c for c in ('path', 'label') if c not in df.columns]
-    if miss:
-        raise ValueError(f'pseudo-label file {path}: missing column(s) {miss}; expected path,label (and optionally '
-                         f'person), got {list(df.columns)}')
-    line = df.index.to_numpy() + 2                                    # file lines: the header is line 1
-    y = pd.to_numeric(df['label'], errors='coerce')
-    bad = (y.isna() | (y % 1 != 0) | (y < 0) | (y >= n_classes)).to_numpy()
-    if bad.any():
-        i = int(bad.argmax())
-        raise ValueError(f'pseudo-label file {path} line {line[i]}: label {df["label"].iloc[i]!r} is not a whole '
-                         f'number in 0..{n_classes - 1} ({int(bad.sum())} bad rows in all)')
-    empty = (df['path'].str.strip() == '').to_numpy()
-    if empty.any(): raise ValueError(f'pseudo-label file {path} line {line[empty.argmax()]}: the path is empty')
-    full = pd.Series([p if os.path.isabs(p) else os.path.normpath(path.parent.resolve() / p) for p in df['path']])
-    dup = full.duplicated(keep=False).to_numpy()
-    if dup.any():
-        first = full[dup].iloc[0]
-        raise ValueError(f'pseudo-label file {path}: image {first} appears on lines {few(line[(full == first)])}: '
-                         'one label per image')
-    gone = ~full.map(os.path.isfile).to_numpy()
-    if gone.any():
-        raise FileNotFoundError(f'pseudo-label file {path}: {int(gone.sum())} images do not exist, e.g. line '
-                                f'{line[gone.argmax()]}: {full[gone.argmax()]}')
-    person = df['person'] if 'person' in df.columns else pd.Series('', index=df.index)
-    person = person.where(person != '', 'pseudo:' + full)
-    return pd.DataFrame(dict(path=full, label=y.astype(np.int64), person=person.to_numpy()))
-
-def check_pseudo(pseudo: pd.DataFrame, train_df: pd.DataFrame, valid_df: pd.DataFrame, source='pseudo'):
-    "Fail if a pseudo-labelled image or person is also a labelled training or validation image or person."
-    real = lambda s: set(map(os.path.realpath, s))
-    mine = real(pseudo['path'])
-    for d, what in ((valid_df, 'validation'), (train_df, 'labelled training')):
-        both = sorted(mine & real(d['path']))
-        if both:
-            raise ValueError(f'{source}: {len(both)} pseudo-labelled images are {what} images of this split, e.g. '
-                             f'{few(both, 3)}: pseudo-label only images outside the labelled data')
-        if 'person' in d.columns:
-            same = sorted(set(pseudo['person']) & set(d['person']))
-            if same:
-                raise ValueError(f'{source}: pseudo-labelled person(s) {few(same, 3)} are also {what} people: give '
-                                 'pseudo rows their own person names')
