@@ -33,7 +33,8 @@ from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_
                                 write_submission)
 from .compare import write_compare_report
 from .average import average_folder
-from .hpo import OBJECTIVES, PRUNERS, RETRIES, SEARCH_SAMPLERS, SPACE, STUDY_NAME, tune
+from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE
+from .hpo_workers import RETRIES, STUDY_NAME, tune
 from .experiments import format_runs, runs_table, write_runs_page
 from .pages import write_index
 from .suspects import FIXABLE, METHODS, write_fixed, write_suspects

@@ -16,8 +16,8 @@ from .labels import ATTRIBUTES, N_CLASSES, N_MASK, N_GENDER, N_AGE, decode, enco
 # %% auto #0
 __all__ = ['member_weights', 'stack_probs', 'stack_labels', 'hard_vote', 'soft_vote', 'gmean_vote', 'rank_vote',
            'attribute_soft_vote', 'attribute_hard_vote', 'compose', 'Selection', 'greedy_select', 'bootstrap_people',
-           'samme_step', 'stack_features', 'group_folds', 'meta_learner', 'Stack', 'fit_stack', 'stack_predict',
-           'resample_rows']
+           'bootstrap_f1', 'samme_step', 'stack_features', 'group_folds', 'meta_learner', 'Stack', 'fit_stack',
+           'stack_predict', 'resample_rows']
 
 # %% ../nbs/16_ensemble.ipynb #fcce37ec
 def member_weights(weights, n: int) -> np.ndarray:
@@ -149,6 +149,17 @@ def bootstrap_people(groups,            # (n_rows,) person of each row (folder n
     draws = np.bincount(np.random.default_rng(seed).integers(0, len(people), len(people)), minlength=len(people))
     rows = np.repeat(np.arange(len(inv)), draws[inv])
     return rows, draws[inv] == 0
+
+# %% ../nbs/16_ensemble.ipynb #51134a80
+def bootstrap_f1(y, probs,          # true labels and predicted probabilities (or labels) of the validation images
+                 groups,            # person of each image: people are resampled, with all their photos
+                 n: int = 200, seed: int = 0) -> np.ndarray:
+    "Macro F1 of `n` person-level bootstrap resamples of a validation set: its spread is the noise in one score."
+    y, pred = np.asarray(y), np.asarray(probs)
+    pred = pred.argmax(-1) if pred.ndim == 2 else pred
+    rng = np.random.default_rng(seed)
+    rows = (bootstrap_people(groups, rng.integers(2**32))[0] for _ in range(n))
+    return np.array([macro_f1(y[r], pred[r]) for r in rows])
 
 # %% ../nbs/16_ensemble.ipynb #42f670e3
 def samme_step(sample_weight,           # (N,) current sample weights

@@ -272,7 +272,7 @@ def report_pages(tmp_path_factory):
     from maskcls.cv import run_cv
     from maskcls.eda import write_eda
     from maskcls.experiments import runs_table, write_runs_page
-    from maskcls.hpo import tune
+    from maskcls.hpo_workers import tune
     from maskcls.layout import read_train
     from maskcls.files import new_run_dir
     from maskcls.suspects import write_suspects

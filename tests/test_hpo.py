@@ -17,10 +17,10 @@ from optuna.trial import FixedTrial, TrialState
 import maskcls.hpo as hpo
 from maskcls.config import Config, ConfigError, load_config
 from maskcls.splits import split_for
-from maskcls.hpo import (SEARCH_SAMPLERS, SPACE, best_config, bootstrap_f1, check_space, grid_space, make_pruner,
-                         make_sampler, curve_colors,
-                         open_study, save_search_figures, search_figures, suggest, trials_table, tune,
-                         write_search_page)
+from maskcls.ensemble import bootstrap_f1
+from maskcls.hpo import SEARCH_SAMPLERS, SPACE, best_config, check_space, grid_space, make_pruner, make_sampler, suggest
+from maskcls.hpo_page import curve_colors, save_search_figures, search_figures, trials_table, write_search_page
+from maskcls.hpo_workers import STUDY_NAME, open_study, tune
 from maskcls.layout import read_train
 from maskcls.models import create_model
 from maskcls.synth import make_dataset
@@ -209,7 +209,7 @@ def test_study_resumes_from_its_sqlite_file(tmp_path):
     assert [(t.number, t.value) for t in s.trials] == first              # read back from study.db
     s.optimize(f, n_trials=4)
     assert [t.number for t in s.trials] == list(range(8))
-    assert len(optuna.load_study(study_name=hpo.STUDY_NAME,
+    assert len(optuna.load_study(study_name=STUDY_NAME,
                                  storage=f"sqlite:///{tmp_path / 's' / 'study.db'}").trials) == 8
     with pytest.raises(FileExistsError, match='resume'): open_study(tmp_path / 's')
     with pytest.raises(FileNotFoundError, match='study.db'): open_study(tmp_path / 'none', resume=True)
@@ -281,7 +281,7 @@ def test_search_figures_label_each_curve_and_warn_nothing():
 
 
 def test_search_png_is_made_of_the_figures(tmp_path):
-    "save_results (called by tune) writes the figures with save_search_figures: each panel, and all on search.png."
+    "save_search (called by tune) writes the figures with save_search_figures: each panel, and all on search.png."
     paths = save_search_figures(toy_curve_study(12), tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['search.png', 'search_curves.png', 'search_history.png',
                                                            'search_importances.png', 'search_parallel.png',

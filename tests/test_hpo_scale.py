@@ -12,7 +12,8 @@ from dataclasses import replace
 from optuna.trial import TrialState
 
 from maskcls.config import Config
-from maskcls.hpo import STUDY_NAME, counted_trials, make_pruner, make_storage, open_study, tune
+from maskcls.hpo import make_pruner
+from maskcls.hpo_workers import STUDY_NAME, counted_trials, make_storage, open_study, tune
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
 
@@ -131,7 +132,8 @@ def test_pruning_reads_the_trials_of_other_processes(tmp_path):
     log = tmp_path / 'prune.log'
     other = textwrap.dedent(f"""
         import os
-        from maskcls.hpo import make_pruner, open_study
+        from maskcls.hpo import make_pruner
+        from maskcls.hpo_workers import open_study
         s = open_study({str(tmp_path)!r}, storage={str(log)!r}, pruner=make_pruner(True))
         def good(t):
             t.set_user_attr('pid', os.getpid())
@@ -226,7 +228,7 @@ def test_heartbeat_fails_a_silent_trial_of_another_machine(postgres, tmp_path):
     check applies) is failed after the grace period by the next worker, and its trial queued again."""
     script = textwrap.dedent(f"""
         import time, optuna
-        from maskcls.hpo import make_storage
+        from maskcls.hpo_workers import make_storage
         s = optuna.create_study(study_name='beat', storage=make_storage({postgres!r}, heartbeat=1, grace=2),
                                 direction='maximize', load_if_exists=True)
         def slow(t):
