@@ -1,0 +1,88 @@
+"""benchmarks/gpu_check.py on the CPU (`--tiny`): every stage runs and writes its results; a run killed midway keeps
+the finished stages on disk as valid JSON and leaves no stage process behind; a spent budget skips stages, saying so."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECK = ROOT / 'benchmarks' / 'gpu_check.py'
+STAGES = ['environment', 'data_pipeline', 'throughput', 'cv', 'cuda_cells']
+
+
+def check(out, *args) -> list:
+    # a generous budget: the tiny stages take seconds, but other work may share the cores
+    return [sys.executable, str(CHECK), '--out', str(out), '--tiny', '--budget', '1500', *args]
+
+
+def read(out) -> dict: return json.loads((Path(out) / 'gpu_check.json').read_text())
+
+
+def test_tiny_check_runs_every_stage(tmp_path):
+    r = subprocess.run(check(tmp_path), capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    doc = read(tmp_path)
+    assert list(doc['stages']) == STAGES and doc['finished']
+    assert {s['status'] for s in doc['stages'].values()} == {'done'}, doc['stages']
+    res = {k: s['results'] for k, s in doc['stages'].items()}
+    assert res['environment']['cpu_cores'] == os.cpu_count() and res['environment']['cuda_available'] is False
+    assert res['environment']['packages']['numpy']
+    dp = res['data_pipeline']
+    assert dp['baseline_images_per_s'] > 0 and dp['maskcls_cpu_images_per_s'] > 0 and dp['cpu_speedup'] > 0
+    rows = res['throughput']['rows']
+    assert len(rows) == 8                                      # bf16 x channels-last x compile, one model
+    assert {(r['bf16'], r['channels_last'], r['compile']) for r in rows if r['images_per_s'] > 0} == \
+        {(b, c, k) for b in (True, False) for c in (True, False) for k in (True, False)}
+    wait = res['throughput']['data_wait']['preload_False']
+    assert wait['loader_images_per_s'] > 0 and 0 <= wait['data_wait_share'] <= 1
+    cv = res['cv']
+    assert cv['images'] == 7 * cv['people'] and len(cv['seconds']['folds']) == cv['folds'] == 2
+    assert cv['seconds']['synth'] > 0 and cv['seconds']['cache'] > 0 and 0 <= cv['oof_macro_f1'] <= 1
+    cells = res['cuda_cells']
+    assert {'05_augment', '06_loader', '13_train', '15_tta'} <= set(cells['found'])
+    toy = cells['notebooks']['toy']                            # its slow, notest and eval: false cells would fail
+    assert toy['status'] == 'passed' and [c['cell'] for c in toy['cells']] == [3, 6]
+    assert 'the second cuda cell ran' in toy['cells'][1]['output']
+    md = (tmp_path / 'gpu_check.md').read_text()
+    assert all(f'## {s}: done' in md for s in STAGES) and '| tiny | True | True | True |' in md
+
+
+def test_cut_off_keeps_finished_stages(tmp_path):
+    p = subprocess.Popen(check(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        t0, doc = time.time(), {}
+        while time.time() - t0 < 600:                          # kill it once a stage is done and the next has begun
+            if p.poll() is not None: break
+            try: doc = read(tmp_path)
+            except (OSError, ValueError): doc = {}               # not there yet (it is replaced atomically)
+            st = doc.get('stages', {})
+            if st.get('environment', {}).get('status') == 'done' and 'pid' in st.get('data_pipeline', {}): break
+            time.sleep(0.2)
+        assert p.poll() is None, 'the check ended before it could be cut off'
+        os.kill(p.pid, signal.SIGKILL); p.wait()
+    finally:
+        if p.poll() is None: os.kill(p.pid, signal.SIGKILL); p.wait()
+    doc = read(tmp_path)                                      # valid JSON after the kill
+    env, dp = doc['stages']['environment'], doc['stages']['data_pipeline']
+    assert env['status'] == 'done' and env['results']['cpu_cores'] == os.cpu_count() and doc['finished'] is None
+    assert dp['status'] == 'running' and 'cv' not in doc['stages']
+    assert '## environment: done' in (tmp_path / 'gpu_check.md').read_text()
+    for f in (tmp_path / 'parts').glob('*.json'): json.loads(f.read_text())
+    deadline = time.time() + 30                               # the running stage dies with the check
+    while time.time() < deadline:
+        try: os.kill(dp['pid'], 0)
+        except ProcessLookupError: break
+        time.sleep(0.2)
+    else:
+        os.kill(dp['pid'], signal.SIGKILL)
+        raise AssertionError(f"stage process {dp['pid']} outlived the killed check")
+
+
+def test_spent_budget_skips_stages(tmp_path):
+    r = subprocess.run([sys.executable, str(CHECK), '--out', str(tmp_path), '--tiny', '--budget', '1'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    st = read(tmp_path)['stages']
+    assert st['environment']['status'] == 'done'               # the environment always runs
+    for name in STAGES[1:]:
+        assert st[name]['status'] == 'skipped' and 'budget spent' in st[name]['notes'][0]
+    assert 'skipped, budget spent' in r.stdout
