@@ -17,7 +17,8 @@ After every stage `OUT/gpu_check.json` (replaced atomically, always valid JSON) 
 finished stage; a stage cut off by the budget or killed keeps what it measured so far in `OUT/parts/<stage>.json`.
 The budget (`--budget`, seconds) is shared out between the stages; a stage skips or shortens what would not fit
 and says so in its notes. Wheels listed in benchmarks/gpu_wheels.txt (`make gpu-wheels` puts them in `.whl/`)
-are unpacked into `OUT/work/site` for packages the machine lacks. See benchmarks/README.md.
+are unpacked into `WORK/site` for packages the machine lacks (`--work`, default OUT/work, holds the data sets and
+caches: point it outside OUT where OUT is copied back). See benchmarks/README.md.
 """
 import argparse, ast, codeop, contextlib, ctypes, importlib.metadata, importlib.util, io, json, os, platform, shutil
 import signal, subprocess, sys, time, traceback, zipfile
@@ -70,7 +71,7 @@ class Stage:
     "One stage's results so far, saved to `out/parts/<name>.json` after every measurement."
     def __init__(self, args):
         self.name, self.out, self.tiny, self.until = args.stage, Path(args.out), args.tiny, args.until
-        self.file, self.work = self.out / 'parts' / f'{self.name}.json', self.out / 'work'
+        self.file, self.work = self.out / 'parts' / f'{self.name}.json', Path(args.work)
         self.results, self.notes = {}, []
         self.cuda, self.device, self.sync = False, 'cpu', lambda: None
         if self.name != 'cuda_cells':                  # the notebooks' own processes import torch
@@ -439,10 +440,10 @@ def _load_parts(out: Path, name: str) -> dict:
     except (OSError, ValueError): return {}
 
 
-def _unpack_wheels(out: Path) -> tuple:
-    "Unpack the wheels in .whl/ whose packages this Python lacks into out/work/site; (folder or None, wheels used)."
-    used, site = [], out / 'work' / 'site'
-    for whl in sorted((ROOT / '.whl').glob('*.whl')):
+def _unpack_wheels(work: Path, wheels: Path) -> tuple:
+    "Unpack the wheels in `wheels` whose packages this Python lacks into work/site; (folder or None, wheels used)."
+    used, site = [], work / 'site'
+    for whl in sorted(Path(wheels).glob('*.whl')):
         with zipfile.ZipFile(whl) as z:
             tops = {n.split('/')[0] for n in z.namelist() if '.dist-info' not in n.split('/')[0]}
             tops = {t[:-3] if t.endswith('.py') else t for t in tops}
@@ -486,7 +487,8 @@ def drive(args) -> int:
     t_start = time.time()
     doc = dict(started=now(), command=' '.join(sys.argv), budget_s=args.budget, tiny=args.tiny, finished=None,
                stages={})
-    site, wheels = _unpack_wheels(out)
+    work = Path(args.work or out / 'work').resolve()
+    site, wheels = _unpack_wheels(work, args.wheels)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + ([str(site)] if site else [])
                                                       + [p for p in [os.environ.get('PYTHONPATH')] if p]))
     if args.tiny: env.update(CUDA_VISIBLE_DEVICES='')
@@ -505,7 +507,7 @@ def drive(args) -> int:
             save(); print(f'{name}: skipped, budget spent', flush=True); continue
         until = time.time() + share
         doc['stages'][name] = dict(status='running', started=now(), allotted_s=round(share, 1)); save()
-        cmd = [sys.executable, __file__, '--stage', name, '--out', str(out), '--until', str(until)]
+        cmd = [sys.executable, __file__, '--stage', name, '--out', str(out), '--work', str(work), '--until', str(until)]
         if args.tiny: cmd.append('--tiny')
         t0 = time.time()
         with open(out / 'logs' / f'{name}.log', 'w') as log:
@@ -538,9 +540,11 @@ def drive(args) -> int:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--out', required=True, help='folder for gpu_check.json, gpu_check.md, parts/, logs/, work/')
+    p.add_argument('--out', required=True, help='folder for gpu_check.json, gpu_check.md, parts/, logs/')
+    p.add_argument('--work', type=Path, help='folder for the data sets, caches and CV runs (default OUT/work)')
     p.add_argument('--budget', type=float, default=450, help='seconds for the whole check (shared out by stage)')
     p.add_argument('--tiny', action='store_true', help='every stage at tiny sizes on the CPU (tests the check)')
+    p.add_argument('--wheels', type=Path, default=ROOT / '.whl', help='folder of wheels (`make gpu-wheels`)')
     p.add_argument('--stage', choices=STAGES, help=argparse.SUPPRESS)
     p.add_argument('--until', type=float, help=argparse.SUPPRESS)
     p.add_argument('--run-notebook', help=argparse.SUPPRESS)

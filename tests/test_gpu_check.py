@@ -1,6 +1,6 @@
 """benchmarks/gpu_check.py on the CPU (`--tiny`): every stage runs and writes its results; a run killed midway keeps
 the finished stages on disk as valid JSON and leaves no stage process behind; a spent budget skips stages, saying so."""
-import json, os, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +17,8 @@ def read(out) -> dict: return json.loads((Path(out) / 'gpu_check.json').read_tex
 
 
 def test_tiny_check_runs_every_stage(tmp_path):
-    r = subprocess.run(check(tmp_path), capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(check(tmp_path, '--work', str(tmp_path / 'elsewhere')), capture_output=True, text=True,
+                       timeout=1200)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     doc = read(tmp_path)
     assert list(doc['stages']) == STAGES and doc['finished']
@@ -41,6 +42,7 @@ def test_tiny_check_runs_every_stage(tmp_path):
     toy = cells['notebooks']['toy']                            # its slow, notest and eval: false cells would fail
     assert toy['status'] == 'passed' and [c['cell'] for c in toy['cells']] == [3, 6]
     assert 'the second cuda cell ran' in toy['cells'][1]['output']
+    assert (tmp_path / 'elsewhere' / 'comp_data' / 'train').is_dir() and not (tmp_path / 'work').exists()
     md = (tmp_path / 'gpu_check.md').read_text()
     assert all(f'## {s}: done' in md for s in STAGES) and '| tiny | True | True | True |' in md
 
@@ -77,11 +79,23 @@ def test_cut_off_keeps_finished_stages(tmp_path):
         raise AssertionError(f"stage process {dp['pid']} outlived the killed check")
 
 
-def test_spent_budget_skips_stages(tmp_path):
-    r = subprocess.run([sys.executable, str(CHECK), '--out', str(tmp_path), '--tiny', '--budget', '1'],
+def wheel(folder, name, package):
+    "A pure-Python wheel of `package` (what `pip download` gets for fastcore)."
+    with zipfile.ZipFile(folder / f'{name}-1.0-py3-none-any.whl', 'w') as z:
+        z.writestr(f'{package}/__init__.py', 'X = 1\n'); z.writestr(f'{name}-1.0.dist-info/METADATA', f'Name: {name}\n')
+
+
+def test_spent_budget_skips_stages_and_wheels_unpack(tmp_path):
+    whl, out = tmp_path / 'whl', tmp_path / 'out'
+    whl.mkdir(); wheel(whl, 'zz_probe', 'zz_gpu_check_probe'); wheel(whl, 'numpy_again', 'numpy')
+    r = subprocess.run([sys.executable, str(CHECK), '--out', str(out), '--tiny', '--budget', '1', '--wheels', str(whl)],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    st = read(tmp_path)['stages']
+    doc = read(out)
+    assert doc['wheels_unpacked'] == ['zz_probe-1.0-py3-none-any.whl']      # numpy is there already
+    assert (out / 'work' / 'site' / 'zz_gpu_check_probe' / '__init__.py').exists()     # --work: OUT/work
+    assert not (out / 'work' / 'site' / 'numpy').exists()
+    st = doc['stages']
     assert st['environment']['status'] == 'done'               # the environment always runs
     for name in STAGES[1:]:
         assert st[name]['status'] == 'skipped' and 'budget spent' in st[name]['notes'][0]
