@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ('environment', 'data_pipeline', 'throughput', 'cv', 'cuda_cells')
-SHARE = dict(environment=0.03, data_pipeline=0.12, throughput=0.27, cv=0.38, cuda_cells=0.20)   # of the budget
+SHARE = dict(environment=0.02, data_pipeline=0.14, throughput=0.26, cv=0.38, cuda_cells=0.20)   # of the budget
 GRACE = 10                          # seconds a stage may overrun its share (to write its results) before it is killed
 PACKAGES = dict(numpy='numpy', pandas='pandas', sklearn='scikit-learn', scipy='scipy', matplotlib='matplotlib',
                 tensorboard='tensorboard', tqdm='tqdm', yaml='PyYAML', jinja2='Jinja2', PIL='pillow', timm='timm',
