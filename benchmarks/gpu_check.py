@@ -108,9 +108,15 @@ def stage_environment(st: Stage):
     st.results.update(r); st.save()
 
 
+def _has(module: str) -> bool:
+    "Can `module` be imported here? (Found without importing it.)"
+    try: return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError): return False
+
+
 def _version(module: str, dist: str):
     "The installed version of `dist` (found without importing it), None when `module` is not importable."
-    if importlib.util.find_spec(module) is None: return None
+    if not _has(module): return None
     try: return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError: return 'found, version unknown'
 
@@ -358,7 +364,7 @@ def _needs(cells) -> list:
         for node in tree.body:
             if isinstance(node, ast.Import): mods |= {a.name.split('.')[0] for a in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level: mods.add(node.module.split('.')[0])
-    return sorted(m for m in mods if m != '__future__' and importlib.util.find_spec(m) is None)
+    return sorted(m for m in mods if m != '__future__' and not _has(m))
 
 
 class _Tee(io.StringIO):
@@ -407,7 +413,8 @@ def _toy_notebook(path: Path):
 def stage_cuda_cells(st: Stage):
     found = {p.stem: sum(bool(f) for _, _, f in _cells(p, ['cuda'])) for p in sorted((ROOT / 'nbs').glob('*.ipynb'))}
     found = {k: v for k, v in found.items() if v}
-    st.put('found', found)
+    st.results['found'] = found
+    st.put('missing', {k: m for k in found if (m := _needs(_cells(ROOT / 'nbs' / f'{k}.ipynb', ['cuda'])))})
     if st.tiny:
         toy = st.work / 'toy_nb' / 'toy.ipynb'; _toy_notebook(toy)
         todo = [toy]
@@ -447,7 +454,7 @@ def _unpack_wheels(work: Path, wheels: Path) -> tuple:
         with zipfile.ZipFile(whl) as z:
             tops = {n.split('/')[0] for n in z.namelist() if '.dist-info' not in n.split('/')[0]}
             tops = {t[:-3] if t.endswith('.py') else t for t in tops}
-            if all(importlib.util.find_spec(t) is not None for t in tops): continue
+            if all(_has(t) for t in tops): continue
             z.extractall(site); used.append(whl.name)
     return (site if used else None), used
 
