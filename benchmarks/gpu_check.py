@@ -21,7 +21,7 @@ are unpacked into `WORK/site` for packages the machine lacks (`--work`, default 
 caches: point it outside OUT where OUT is copied back). See benchmarks/README.md.
 """
 import argparse, ast, codeop, contextlib, ctypes, importlib.metadata, importlib.util, io, json, os, platform, shutil
-import signal, subprocess, sys, time, traceback, zipfile
+import signal, subprocess, sys, threading, time, traceback, zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -55,7 +55,7 @@ def now() -> str: return datetime.now(timezone.utc).isoformat(timespec='seconds'
 def write_json(path: Path, obj) -> None:
     "Write `obj` as JSON to `path` atomically: readers see the old file or the new one, never half of one."
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
     with open(tmp, 'w') as f:
         json.dump(obj, f, indent=1, default=str); f.flush(); os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -72,7 +72,7 @@ class Stage:
     def __init__(self, args):
         self.name, self.out, self.tiny, self.until = args.stage, Path(args.out), args.tiny, args.until
         self.file, self.work = self.out / 'parts' / f'{self.name}.json', Path(args.work)
-        self.results, self.notes = {}, []
+        self.results, self.notes, self.lock = {}, [], threading.RLock()   # the CV's fold watcher saves too
         self.cuda, self.device, self.sync = False, 'cpu', lambda: None
         if self.name != 'cuda_cells':                  # the notebooks' own processes import torch
             import torch
@@ -80,7 +80,8 @@ class Stage:
             self.device = 'cuda' if self.cuda else 'cpu'
             if self.cuda: self.sync = torch.cuda.synchronize
     def left(self) -> float: return self.until - time.time()
-    def save(self): write_json(self.file, dict(results=self.results, notes=self.notes))
+    def save(self):
+        with self.lock: write_json(self.file, dict(results=self.results, notes=self.notes))
     def put(self, key, value):
         self.results[key] = value; self.save()
     def note(self, text: str):
@@ -304,7 +305,6 @@ def stage_cv(st: Stage):
             from dataclasses import replace
             cfg = replace(cfg, epochs=epochs); st.put('epochs', epochs)
     st.results['seconds']['folds'] = []
-    import threading
     start, stop = time.time(), threading.Event()
     def watch():                                   # record each fold's end as its done.json appears
         while not stop.wait(1): _fold_times(st, out, start)
@@ -312,17 +312,19 @@ def stage_cv(st: Stage):
     from maskcls.cv import run_cv                  # imports maskcls.train, which imports fastcore (a wheel travels)
     res = run_cv(cfg, df, out, progress=False)
     stop.set(); _fold_times(st, out, start)
-    st.results['seconds']['cv'] = round(time.time() - start, 2)
-    st.results['seconds']['total'] = round(time.time() - t0, 2)
-    st.results['oof_macro_f1'] = round(float(res['f1']), 4)
-    st.save()
+    with st.lock:
+        st.results['seconds']['cv'] = round(time.time() - start, 2)
+        st.results['seconds']['total'] = round(time.time() - t0, 2)
+        st.results['oof_macro_f1'] = round(float(res['f1']), 4)
+        st.save()
 
 
 def _fold_times(st: Stage, out: Path, start: float):
     ends = sorted(p.stat().st_mtime for p in out.glob('**/fold*/done.json'))
     secs = [round(e - s, 2) for s, e in zip([start] + ends, ends)]
-    if secs != st.results['seconds'].get('folds'):
-        st.results['seconds']['folds'] = secs; st.save()
+    with st.lock:
+        if secs != st.results['seconds'].get('folds'):
+            st.results['seconds']['folds'] = secs; st.save()
 
 
 # the notebooks' flagged cells, run as `nbdev_test --flags cuda` does (cells flagged with any other of settings.ini's
