@@ -551,7 +551,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--out', required=True, help='folder for gpu_check.json, gpu_check.md, parts/, logs/')
     p.add_argument('--work', type=Path, help='folder for the data sets, caches and CV runs (default OUT/work)')
-    p.add_argument('--budget', type=float, default=450, help='seconds for the whole check (shared out by stage)')
+    p.add_argument('--budget', type=float, help='seconds for the whole check, shared out by stage (default 450; '
+                   '1500 with --tiny, whose stages are mostly process start-up, slow on a shared CPU)')
     p.add_argument('--tiny', action='store_true', help='every stage at tiny sizes on the CPU (tests the check)')
     p.add_argument('--wheels', type=Path, default=ROOT / '.whl', help='folder of wheels (`make gpu-wheels`)')
     p.add_argument('--stage', choices=STAGES, help=argparse.SUPPRESS)
@@ -559,6 +560,7 @@ def main():
     p.add_argument('--run-notebook', help=argparse.SUPPRESS)
     p.add_argument('--report', help=argparse.SUPPRESS)
     args = p.parse_args()
+    args.budget = args.budget or (1500 if args.tiny else 450)
     if args.run_notebook: sys.exit(run_notebook(Path(args.run_notebook), ['cuda'], Path(args.report)))
     if args.stage:
         st = Stage(args)
