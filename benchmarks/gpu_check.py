@@ -66,6 +66,15 @@ def die_with_parent() -> None:
     with contextlib.suppress(Exception): ctypes.CDLL(None).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
 
 
+def run_group(cmd, timeout: float, **kw) -> subprocess.CompletedProcess:
+    "`subprocess.run` in a process group of its own, the whole group killed at `timeout` (TimeoutExpired raised)."
+    with subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent, **kw) as p:
+        try: out, err = p.communicate(timeout=max(timeout, 1))
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL); p.communicate(); raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
 # ------------------------------------------------------------------------------------------------ the stages' side
 class Stage:
     "One stage's results so far, saved to `out/parts/<name>.json` after every measurement."
@@ -149,7 +158,7 @@ def stage_data_pipeline(st: Stage):
            '--json', str(st.work / 'data_pipeline.json')]
     if st.tiny: cmd += ['--bs', '8']
     st.put('command', ' '.join(cmd[1:]).replace(str(ROOT) + '/', ''))
-    r = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=die_with_parent, timeout=max(st.left(), 1))
+    r = run_group(cmd, st.left(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     print(r.stdout[-3000:], r.stderr[-3000:], flush=True)
     if r.returncode: raise RuntimeError(f'data_pipeline.py failed: {r.stderr[-1500:]}')
     m = json.loads((st.work / 'data_pipeline.json').read_text())
@@ -435,7 +444,7 @@ def stage_cuda_cells(st: Stage):
         env = dict(os.environ, MPLBACKEND='Agg')
         cmd = [sys.executable, __file__, '--run-notebook', str(nb), '--report', str(report), '--out', str(st.out)]
         try:
-            p = subprocess.run(cmd, env=env, preexec_fn=die_with_parent, timeout=max(st.left(), 1))
+            p = run_group(cmd, st.left(), env=env)
             r['status'] = 'passed' if p.returncode == 0 else 'failed'
         except subprocess.TimeoutExpired: r['status'] = 'cut off at the stage budget'
         r['seconds'] = round(time.perf_counter() - t0, 1)

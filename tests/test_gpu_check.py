@@ -16,6 +16,12 @@ def check(out, *args) -> list:
 def read(out) -> dict: return json.loads((Path(out) / 'gpu_check.json').read_text())
 
 
+def alive(pid: int) -> bool:
+    "Is process `pid` running? (A zombie, dead but not yet reaped by its new parent, is not.)"
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (FileNotFoundError, ProcessLookupError): return False
+
+
 def test_tiny_check_runs_every_stage(tmp_path):
     r = subprocess.run(check(tmp_path, '--work', str(tmp_path / 'elsewhere')), capture_output=True, text=True,
                        timeout=1200)
@@ -71,8 +77,7 @@ def test_cut_off_keeps_finished_stages(tmp_path):
     for f in (tmp_path / 'parts').glob('*.json'): json.loads(f.read_text())
     deadline = time.time() + 30                               # the running stage dies with the check
     while time.time() < deadline:
-        try: os.kill(dp['pid'], 0)
-        except ProcessLookupError: break
+        if not alive(dp['pid']): break
         time.sleep(0.2)
     else:
         os.kill(dp['pid'], signal.SIGKILL)
@@ -100,3 +105,20 @@ def test_spent_budget_skips_stages_and_wheels_unpack(tmp_path):
     for name in STAGES[1:]:
         assert st[name]['status'] == 'skipped' and 'budget spent' in st[name]['notes'][0]
     assert 'skipped, budget spent' in r.stdout
+
+
+def test_run_group_kills_the_whole_group(tmp_path):
+    sys.path.insert(0, str(ROOT / 'benchmarks'))
+    try: from gpu_check import run_group
+    finally: sys.path.remove(str(ROOT / 'benchmarks'))
+    pid_file = tmp_path / 'grandchild'
+    t0 = time.time()
+    try: run_group(['bash', '-c', f'sleep 60 & echo $! > {pid_file}; wait'], 2)
+    except subprocess.TimeoutExpired: pass
+    else: raise AssertionError('no TimeoutExpired')
+    assert time.time() - t0 < 30
+    grandchild = int(pid_file.read_text())
+    time.sleep(0.5)
+    if alive(grandchild):
+        os.kill(grandchild, signal.SIGKILL)
+        raise AssertionError('the grandchild outlived its group')
