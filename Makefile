@@ -10,7 +10,7 @@ STAMP := $(VENV)/.maskcls-installed
 KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
-.PHONY: demo test docs install browser postgres export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow
+.PHONY: demo test docs install browser postgres export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow gpu-wheels
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -77,6 +77,13 @@ FLAGS ?= slow
 NB ?=
 slow: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --flags "$(FLAGS)" --n_workers 2 --timing $(if $(NB),--file_glob "$(NB)*.ipynb")
+
+# the wheels a GPU machine lacks (benchmarks/gpu_wheels.txt), for CPython 3.12 on manylinux x86-64, into .whl/,
+# which travels with the checkout: see benchmarks/README.md
+gpu-wheels:
+	rm -rf .whl && $(PYTHON) -m pip download -q --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+	  --no-deps -d .whl -r benchmarks/gpu_wheels.txt
+	ls -l .whl
 
 # developer helpers
 export: $(STAMP)

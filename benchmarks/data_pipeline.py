@@ -167,6 +167,7 @@ def main():
     p.add_argument('--cuda-workers', type=int, default=0,
                    help='processes building the 256 x 192 cache (0: all cores, up to 8)')
     p.add_argument('--data', default='', help='existing data folder (default: a new temporary one)')
+    p.add_argument('--json', default='', help='also write the measured numbers to this JSON file')
     p.add_argument('--part', choices=['baseline', 'maskcls', 'cuda'], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.part:
@@ -198,6 +199,7 @@ def main():
     print(f'    cache build: {b["cache_build_s"]:.1f} s with {args.workers} processes; cache on disk '
           f'{b["cache_mb"]:.1f} MB')
     import torch
+    c = None
     if torch.cuda.is_available():
         c = run_part('cuda', args, env)
         print(f'(c) CUDA {c["gpu"]}, 384 x 512 -> 256 x 192, full augmentation, batch {args.cuda_bs}: '
@@ -207,6 +209,9 @@ def main():
               f'{c["cache_mb"]:.0f} MB; GPU peak {c["gpu_peak_mb"]:.0f} MB')
     else: print('(c) CUDA: not available here')
     print(f'speedup: {b["images_per_s"] / a["images_per_s"]:.1f}')
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(baseline=a, maskcls=b, cuda=c, runs=runs, cpu_cores=os.cpu_count(),
+                                                   size=args.size, bs=args.bs, workers=args.workers), indent=1))
 
 
 if __name__ == '__main__': main()
