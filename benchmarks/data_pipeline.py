@@ -99,7 +99,8 @@ def part_maskcls(args) -> dict:
     build_s = time.perf_counter() - t0
     tfm = Augment(Flip(p=0.5), Affine(p=1.0, degrees=30, translate=0.0, scale=(1.0, 1.0)),
                   ColorJitter(p=1.0, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05), seed=0)
-    dl = Loader(df, cache, bs=args.bs, train=True, tfm=tfm, device='cpu', seed=0, workers=args.threads or None)
+    dl = Loader(df, cache, bs=args.bs, train=True, tfm=tfm, device='cpu', seed=0, workers=args.threads or None,
+                tune_memory=True)
     ips = timed_epochs(lambda: dl, len(paths), args.epochs)
     return dict(images_per_s=round(ips, 1), cache_build_s=round(build_s, 2), cache_mb=round(cache.nbytes / 2**20, 1),
                 loader_workers=dl.workers, **peak_mb())
