@@ -123,11 +123,12 @@ def part_cuda(args) -> dict:
                gpu=torch.cuda.get_device_name())
     sync = torch.cuda.synchronize
     for preload in (True, False):
-        dl = Loader(df, cache, bs=args.cuda_bs, train=True, tfm=full_augment(seed=0), device='cuda', seed=0,
+        dl = Loader(df, cache, bs=args.cuda_bs, train=True, tfm=full_augment(seed=0, n_classes=18), device='cuda', seed=0,
                     preload=preload)
         out[f'images_per_s_{"preloaded" if preload else "pinned"}'] = round(timed_epochs(lambda: dl, len(paths),
                                                                                          args.cuda_epochs, sync), 1)
-    aug, xb = full_augment(seed=0), torch.randint(0, 256, (args.cuda_bs, 3, 256, 192), dtype=torch.uint8, device='cuda')
+    aug = full_augment(seed=0, n_classes=18)
+    xb = torch.randint(0, 256, (args.cuda_bs, 3, 256, 192), dtype=torch.uint8, device='cuda')
     yb = torch.randint(0, 18, (args.cuda_bs,), device='cuda')
     for _ in range(3): aug(xb, yb)
     sync(); t0 = time.perf_counter()
