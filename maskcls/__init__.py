@@ -6,13 +6,13 @@
 __all__ = ['Config', 'read_data', 'split_for', 'person_folds', 'ImageCache', 'Loader', 'Augment', 'full_augment', 'create_model',
            'train_run', 'run_cv', 'load_run', 'predict_dir', 'write_predictions', 'ensemble_files', 'score']
 
-# %% ../nbs/00_api.ipynb #77ee7531
+# %% ../nbs/00_api.ipynb #b4a7a9b7
 import importlib
 
 # nbdev_export writes the version of settings.ini here (put_version_in_init)
 __version__ = "0.1.0"
 
-# %% ../nbs/00_api.ipynb #fa1d2547
+# %% ../nbs/00_api.ipynb #4c577a71
 # public name -> the maskcls module that defines it (imported on first use)
 _API = dict(
     Config='config',                   # every option of a run
