@@ -426,7 +426,7 @@ def _apply_stage(stage, params, x, sl=slice(None)):
 def _one_image(x) -> torch.Tensor | None:
     "A batch (1, 3, H, W) of one PIL image or (3, H, W) tensor; None when `x` is already a batch."
     if isinstance(x, torch.Tensor): return x[None] if x.dim() == 3 else None
-    if hasattr(x, 'convert'): return torch.from_numpy(np.asarray(x.convert('RGB'))).permute(2, 0, 1)[None].contiguous()
+    if hasattr(x, 'convert'): return torch.from_numpy(np.array(x.convert('RGB'))).permute(2, 0, 1)[None].contiguous()
     return None
 
 class Augment:
