@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_tta.ipynb #ca243192
 from __future__ import annotations
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -25,8 +25,8 @@ from .cv import image_fold, load_folds
 
 # %% auto #0
 __all__ = ['VIEW_FNS', 'VIEW_PARAM_FNS', 'TTA_PRESETS', 'MERGES', 'identity', 'flip_lr', 'flip_ud', 'rot180', 'zoom', 'brighten',
-           'View', 'make_view', 'get_views', 'merge_probs', 'TTAResult', 'tta_predict', 'tta_scores', 'predict_dir',
-           'tta_oof']
+           'View', 'make_view', 'get_views', 'merge_probs', 'TTAResult', 'tta_predict', 'tta_scores', 'Prediction',
+           'predict_dir', 'tta_oof']
 
 # %% ../nbs/15_tta.ipynb #b26d09a7
 def identity(x: torch.Tensor) -> torch.Tensor:
@@ -157,8 +157,26 @@ def tta_scores(res: TTAResult, merges=MERGES, task: Task = MASK_TASK) -> pd.Data
     return pd.DataFrame(rows).T
 
 # %% ../nbs/15_tta.ipynb #b9bfb380
-def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', device=None, batch_size: int | None = None,
-                cache_dir: str | None = None, progress: bool = True) -> dict:
+@dataclass
+class Prediction:
+    "What `predict_dir` returns: the probabilities of a run (or of every fold of a CV folder) with TTA, on the CPU."
+    probs: torch.Tensor    # (N, C) probabilities: views merged, then models averaged
+    task: Task             # the classes the models predict
+    dirs: list             # the run folders whose best models predicted (one, or one per fold)
+    names: tuple           # the V views of test-time augmentation
+    members: list          # (N, C) probabilities of each model
+    member_views: list     # (V, N, C) probabilities of each model under each view
+
+    def __getitem__(self, key: str): return getattr(self, key)   # the dict spelling of callers before it was one
+
+def predict_dir(path,                        # a run folder (best.pt) or a CV folder (fold*/best.pt)
+                df: pd.DataFrame,            # the images to predict: a `path` column
+                views='face',                # TTA: a preset, view names or views (see `get_views`)
+                merge: str = 'mean',         # how a model's views are merged: mean, gmean or max
+                device=None,                 # default: the run's device setting
+                batch_size: int | None = None,   # default: twice the training batch size
+                cache_dir: str | None = None,    # image cache (default: the run's setting)
+                progress: bool = True) -> Prediction:
     "Probabilities for the images of `df` from every model in a run or CV folder, with TTA; averaged over the models."
     dirs = run_dirs(path)
     task = load_task(dirs[0])
@@ -179,9 +197,8 @@ def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', devic
                 raise ValueError(f'{d} was trained at {c.img_size}, {dirs[0]} at {cfg.img_size}: a fold ensemble '
                                  'needs one size')
             members.append(tta_predict(model, dl, views, merge, device=device, amp=cfg.amp, n_classes=task.n_classes))
-    return dict(dirs=dirs, task=task, names=members[0].names, members=[m.probs for m in members],
-                member_views=[m.view_probs for m in members],
-                probs=torch.stack([m.probs for m in members]).mean(0))
+    return Prediction(torch.stack([m.probs for m in members]).mean(0), task, dirs, members[0].names,
+                      [m.probs for m in members], [m.view_probs for m in members])
 
 # %% ../nbs/15_tta.ipynb #c25059af
 def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, progress: bool = False) -> pd.DataFrame:

@@ -78,7 +78,7 @@ def test_readme_python_examples_run(tmp_path):
     blocks = _python_blocks((ROOT / 'README.md').read_text())
     assert any('import maskcls' in b for b in blocks), 'the README shows no maskcls API example'
     code = '\n'.join(blocks) + textwrap.dedent('''
-        assert pred['probs'].shape == (len(valid_df), 18)
+        assert pred.probs.shape == (len(valid_df), 18)
         assert (Path(cfg.out) / 'best.pt').exists()
         print('README OK')''')
     r = _python(code, tmp_path, MASKCLS_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
@@ -104,7 +104,7 @@ for seed in (0, 1):
     c = maskcls.Config(**{**vars(cfg), 'seed': seed, 'out': str(run)})
     maskcls.train_run(c, train_df, valid_df, run, progress=False)
     pred = maskcls.predict_dir(run, valid_df, views='face', progress=False)
-    files.append(maskcls.write_predictions(root / f'pred{seed}.csv', valid_df['path'], pred['probs'].numpy(), 3))
+    files.append(maskcls.write_predictions(root / f'pred{seed}.csv', valid_df['path'], pred.probs.numpy(), 3))
 model, _ = maskcls.load_run(root / 'run0')
 ens = maskcls.ensemble_files(files, 'soft')
 s = maskcls.score(valid_df['label'], ens['probs'])
