@@ -156,7 +156,12 @@ def _fold_worker(args):
 # %% ../nbs/14_cv.ipynb #90a52d9e
 _RUN_KEYS_FREE = ('device', 'workers', 'out', 'fold')   # options that may differ when a CV run is resumed
 
-def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = False, progress: bool = True,
+def run_cv(cfg: Config,                  # the settings of every fold (`cfg.folds` folds, or `cfg.folds_file`)
+           df: pd.DataFrame,             # every training image: path, label, person (the group kept in one fold)
+           out,                          # the CV folder to write (a new one, out2, out3..., if taken)
+           devices=None,                 # e.g. ['cuda:0', 'cuda:1']: folds in parallel, one per device
+           resume: bool = False,         # finish the unfinished folds of the CV folder `out`
+           progress: bool = True,
            task: Task | None = None) -> CVScore:   # the classes (default: `task_of(df)`, from the reader)
     "Train every fold of a person-level K-fold split into `out/fold<k>` and score the out-of-fold predictions."
     df = for_task(df, cfg.task)                            # a model of one attribute: its labels
