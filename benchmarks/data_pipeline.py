@@ -99,7 +99,8 @@ def part_maskcls(args) -> dict:
     build_s = time.perf_counter() - t0
     tfm = Augment(Flip(p=0.5), Affine(p=1.0, degrees=30, translate=0.0, scale=(1.0, 1.0)),
                   ColorJitter(p=1.0, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05), seed=0)
-    dl = Loader(df, cache, bs=args.bs, train=True, tfm=tfm, device='cpu', seed=0, workers=args.threads or None)
+    dl = Loader(df, cache, bs=args.bs, train=True, tfm=tfm, device='cpu', seed=0, workers=args.threads or None,
+                tune_memory=True)
     ips = timed_epochs(lambda: dl, len(paths), args.epochs)
     return dict(images_per_s=round(ips, 1), cache_build_s=round(build_s, 2), cache_mb=round(cache.nbytes / 2**20, 1),
                 loader_workers=dl.workers, **peak_mb())
@@ -122,11 +123,12 @@ def part_cuda(args) -> dict:
                gpu=torch.cuda.get_device_name())
     sync = torch.cuda.synchronize
     for preload in (True, False):
-        dl = Loader(df, cache, bs=args.cuda_bs, train=True, tfm=full_augment(seed=0), device='cuda', seed=0,
+        dl = Loader(df, cache, bs=args.cuda_bs, train=True, tfm=full_augment(seed=0, n_classes=18), device='cuda', seed=0,
                     preload=preload)
         out[f'images_per_s_{"preloaded" if preload else "pinned"}'] = round(timed_epochs(lambda: dl, len(paths),
                                                                                          args.cuda_epochs, sync), 1)
-    aug, xb = full_augment(seed=0), torch.randint(0, 256, (args.cuda_bs, 3, 256, 192), dtype=torch.uint8, device='cuda')
+    aug = full_augment(seed=0, n_classes=18)
+    xb = torch.randint(0, 256, (args.cuda_bs, 3, 256, 192), dtype=torch.uint8, device='cuda')
     yb = torch.randint(0, 18, (args.cuda_bs,), device='cuda')
     for _ in range(3): aug(xb, yb)
     sync(); t0 = time.perf_counter()

@@ -427,11 +427,20 @@ def _apply_stage(stage, params, x, sl=slice(None)):
     size = next((o.size for o in reversed(stage) if o.size), None)
     return warp(x, compose_theta([p['theta'] for p in params]), pad, size)
 
+def _one_image(x) -> torch.Tensor | None:
+    "A batch (1, 3, H, W) of one PIL image or (3, H, W) tensor; None when `x` is already a batch."
+    if isinstance(x, torch.Tensor): return x[None] if x.dim() == 3 else None
+    if hasattr(x, 'convert'): return torch.from_numpy(np.array(x.convert('RGB'))).permute(2, 0, 1)[None].contiguous()
+    return None
+
 class Augment:
     """Batched training transform: uint8 (N, 3, H, W) on any device -> normalised float, and labels (soft when an op
-    mixes)."""
-    def __init__(self, *ops: Op, mean=IMAGENET_MEAN, std=IMAGENET_STD, n_classes: int = N_CLASSES,
-                 chunk: int | None = None, seed: int | None = None):
+    mixes). One image in gives one image out, so it also serves as a torchvision dataset's `transform=`."""
+    def __init__(self, *ops: Op,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD,  # the output's normalisation
+                 n_classes: int | None = None,  # classes of the soft targets a mixing op makes from integer labels
+                 chunk: int | None = None,      # images per slice on a CPU (default 8); the result does not change
+                 seed: int | None = None):      # seed of the generator used when a call passes none
         self.ops, self.mean, self.std, self.n_classes, self.chunk = ops, mean, std, n_classes, chunk
         self.g = torch.Generator()
         if seed is None: self.g.seed()
@@ -452,7 +461,12 @@ class Augment:
         return out
 
     def __call__(self, xb: torch.Tensor, yb: torch.Tensor | None = None, g: torch.Generator | None = None):
-        "Augmented, normalised float images and labels for uint8 images `xb` and labels `yb` (optional)."
+        """Augmented, normalised float images and labels for uint8 images `xb` and labels `yb` (optional): a batch
+        gives the pair `(x, y)` (y is None without labels), as a loader unpacks it; one image (PIL or (3, H, W))
+        gives one image."""
+        if (one := _one_image(xb)) is not None:
+            if self.mixing: raise ValueError(f'{self.mixing[0]!r} mixes images of a batch: it cannot run on one image')
+            return self(one, g=g)[0][0]
         n, dev = len(xb), xb.device
         params = iter(self.draw(n, tuple(xb.shape[-2:]), g))
         plain = [(stage, [next(params) for _ in stage]) for stage in self.plain]
@@ -470,6 +484,9 @@ class Augment:
         if out is None: out = torch.empty((0, 3, *xb.shape[-2:]), device=dev)
         y = yb
         if self.mixing:
+            if yb.dim() == 1 and not self.n_classes:
+                raise ValueError(f'{self.mixing[0]!r} makes soft targets from integer labels: give the number of '
+                                 'classes, e.g. full_augment(n_classes=3) (18 for the competition)')
             y = F.one_hot(yb, self.n_classes).float() if yb.dim() == 1 else yb.float()
             for op in self.mixing: out, y = op.apply(out, y, **next(params))
             out = out.sub_(mean).div_(std)
@@ -479,9 +496,12 @@ def light_augment(seed: int | None = None, **kw) -> Augment:
     "Flip, rotation within +-30 degrees (corners reflected) and colour jitter: the lecture's set."
     return Augment(Flip(), Affine(degrees=30, translate=0.0, scale=(1.0, 1.0)), ColorJitter(), seed=seed, **kw)
 
-def full_augment(seed: int | None = None, **kw) -> Augment:
+def full_augment(seed: int | None = None,
+                 n_classes: int | None = None,  # the task's classes: CutMix and MixUp make soft targets this wide
+                 **kw) -> Augment:
     "Every op at its defaults: flip, affine, resized crop, colour, noise, erasing, CutMix, MixUp."
-    return Augment(Flip(), Affine(), ResizedCrop(), ColorJitter(), Noise(), Erase(), CutMix(), MixUp(), seed=seed, **kw)
+    return Augment(Flip(), Affine(), ResizedCrop(), ColorJitter(), Noise(), Erase(), CutMix(), MixUp(), seed=seed,
+                   n_classes=n_classes, **kw)
 
 # %% ../nbs/05_augment.ipynb #995d2ed6
 def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:

@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 from .files import atomic_write, die_with_parent, disk_full
 
 # %% auto #0
-__all__ = ['SIXTEEN_BIT', 'ALPHA_MODES', 'DEFAULT_SIZE', 'FITS', 'to_rgb', 'load_image', 'resize_image', 'decode_image',
-           'CorruptImageError', 'ImageCache', 'build_cache']
+__all__ = ['SIXTEEN_BIT', 'ALPHA_MODES', 'DEFAULT_SIZE', 'FITS', 'CACHE_ENV', 'to_rgb', 'load_image', 'resize_image',
+           'decode_image', 'CorruptImageError', 'cache_root', 'ImageCache', 'build_cache']
 
 # %% ../nbs/04_cache.ipynb #4a932c67
 SIXTEEN_BIT = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
@@ -93,12 +93,23 @@ def _mp_context():
     return mp.get_context('fork' if 'fork' in mp.get_all_start_methods() else 'spawn')
 
 # %% ../nbs/04_cache.ipynb #1b164dfa
+CACHE_ENV = 'MASKCLS_CACHE'     # where image caches go when no folder is given
+
+def cache_root(folder=None) -> Path:
+    """The folder for image caches: `folder` if given, else `$MASKCLS_CACHE`, else the user's cache folder
+    (`$XDG_CACHE_HOME/maskcls`, by default `~/.cache/maskcls`): never the working directory by surprise."""
+    if folder: return Path(folder)
+    if os.environ.get(CACHE_ENV): return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'maskcls'
+
 class ImageCache:
     "Images decoded once at `size` = (H, W) into a uint8 memmap in `folder`, kept in step with the files by a manifest."
     VERSION = 1
-    def __init__(self, folder, size=DEFAULT_SIZE, fit: str = 'stretch', background=(255, 255, 255)):
+    def __init__(self,
+                 folder=None,                   # default: `cache_root()`, shared by every run of this user
+                 size=DEFAULT_SIZE, fit: str = 'stretch', background=(255, 255, 255)):
         if fit not in FITS: raise ValueError(f'fit={fit!r}: expected one of {FITS}')
-        self.folder, self.size = Path(folder), tuple(int(s) for s in size)
+        self.folder, self.size = cache_root(folder), tuple(int(s) for s in size)
         self.fit, self.background = fit, tuple(background)
         self.folder.mkdir(parents=True, exist_ok=True)
         tag = f'{self.size[0]}x{self.size[1]}-{fit}'
@@ -216,7 +227,7 @@ class ImageCache:
     def nbytes(self) -> int: return os.path.getsize(self.file) if self.file.exists() else 0
 
 # %% ../nbs/04_cache.ipynb #c07ab7a4
-def build_cache(paths, folder, size=DEFAULT_SIZE, fit: str = 'stretch', workers: int | None = None,
+def build_cache(paths, folder=None, size=DEFAULT_SIZE, fit: str = 'stretch', workers: int | None = None,
                 on_error: str = 'raise', progress: bool = True) -> ImageCache:
     "An `ImageCache` in `folder` holding `paths` decoded at `size` = (H, W), updated where stale."
     return ImageCache(folder, size, fit).update(paths, workers=workers, on_error=on_error, progress=progress)

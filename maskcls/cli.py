@@ -368,7 +368,7 @@ def cmd_demo(a):
     t3 = time.time()
     write_predictions(out / 'predictions.csv', ev['ImageID'], r['probs'].numpy())
     write_submission(out / 'submission.csv', eval_root(data) / 'info.csv', ev['ImageID'], r['probs'].argmax(1).numpy())
-    res = dict(oof=cv, seconds=dict(total=None, train=t2 - t1, predict=t3 - t2), config=preset)
+    res = dict(oof=cv.as_dict(), seconds=dict(total=None, train=t2 - t1, predict=t3 - t2), config=preset)
     if 'label' in ev:
         table = demo_table(ev, r, res['seconds'])
         write_csv(table.round(4), out / 'results.csv')

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
 import yaml
+from fastcore.basics import patch
 
 from .labels import OLD_AGE, TASK_CHOICES
 from .files import atomic_write
@@ -42,7 +43,8 @@ class Config:
     old_age: int = _opt(OLD_AGE, 'first age of the old group for training labels (60 official, 58 the trick)',
                         gt=30, max=100)
     fix_labels: bool = _opt(False, 'apply the known label corrections')
-    cache_dir: str = _opt('cache', 'folder for decoded image caches (shared between runs)')
+    cache_dir: str = _opt('', "folder for decoded image caches, shared between runs ('': $MASKCLS_CACHE, else "
+                           "~/.cache/maskcls)")
     val_fraction: float = _opt(0.2, 'share of people held out for validation in a single run', gt=0, lt=1)
     folds: int = _opt(5, 'number of cross-validation folds', min=1)
     fold: int = _opt(-1, 'train on one fold of the K-fold split (-1: a single person-level hold-out split)', min=-1)
@@ -168,7 +170,8 @@ def _check(f: dataclasses.Field, v):
                'be ' + ' and '.join(f'{_BOUNDS[k][0]} {b}' for k, b in bounds.items()))
     raise ConfigError(f'{f.name}: must {allowed}, got {v}')
 
-def _validate(cfg):
+@patch
+def validate(cfg: Config) -> Config:
     "Type, choices and bounds of every field from its metadata, then the rules between fields."
     for f in fields(cfg): setattr(cfg, f.name, _check(f, _typed(f, getattr(cfg, f.name))))
     if cfg.fold >= cfg.folds: raise ConfigError(f'fold: {cfg.fold} is not below folds={cfg.folds}')
@@ -179,7 +182,13 @@ def _validate(cfg):
         raise ConfigError('weights: the tiny model has no pretrained weights; leave weights empty')
     return cfg
 
-Config.validate = _validate
+def _field_doc(f: dataclasses.Field) -> str:
+    choices = f" (one of {', '.join(f.metadata['choices'])})" if f.metadata['choices'] else ''
+    return f"    {f.name} = {_default(f)!r}: {f.metadata['help']}{choices}"
+
+# `help(Config)` and `Config?` list every option with its default and help
+Config.__doc__ = (Config.__doc__ + ' Fields, with their defaults:\n\n'
+                  + '\n'.join(_field_doc(f) for f in fields(Config)))
 
 # %% ../nbs/09_config.ipynb #d9b5ca21
 _ALIASES = dict(learning_rate='lr', image_size='img_size', arch='model', backbone='model', n_epoch='epochs',

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import json, multiprocessing as mp, os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .labels import N_CLASSES, PROB_COLS, Task, confusion, decode, scores
+from .labels import N_CLASSES, PROB_COLS, Task, confusion, decode, score, scores
 from .layout import for_task, task_of
 from .files import die_with_parent, new_run_dir, save_figure, write_csv, write_text
 from .loader import Loader, pick_device
@@ -27,7 +27,7 @@ from .pages import write_index
 from .train import train_run
 
 # %% auto #0
-__all__ = ['train_fold', 'run_cv', 'read_oof', 'score_oof', 'age_errors', 'plot_age_errors', 'split_experiment',
+__all__ = ['train_fold', 'run_cv', 'read_oof', 'CVScore', 'score_oof', 'age_errors', 'plot_age_errors', 'split_experiment',
            'plot_split_experiment']
 
 # %% ../nbs/14_cv.ipynb #25c19fe4
@@ -61,8 +61,13 @@ def _fold_worker(args):
 # %% ../nbs/14_cv.ipynb #90a52d9e
 _RUN_KEYS_FREE = ('device', 'workers', 'out', 'fold')   # options that may differ when a CV run is resumed
 
-def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = False, progress: bool = True,
-           task: Task | None = None) -> dict:   # the classes (default: `task_of(df)`, from the reader)
+def run_cv(cfg: Config,                  # the settings of every fold (`cfg.folds` folds, or `cfg.folds_file`)
+           df: pd.DataFrame,             # every training image: path, label, person (the group kept in one fold)
+           out,                          # the CV folder to write (a new one, out2, out3..., if taken)
+           devices=None,                 # e.g. ['cuda:0', 'cuda:1']: folds in parallel, one per device
+           resume: bool = False,         # finish the unfinished folds of the CV folder `out`
+           progress: bool = True,
+           task: Task | None = None) -> CVScore:   # the classes (default: `task_of(df)`, from the reader)
     "Train every fold of a person-level K-fold split into `out/fold<k>` and score the out-of-fold predictions."
     df = for_task(df, cfg.task)                            # a model of one attribute: its labels
     out, task = Path(out), task or task_of(df)
@@ -90,7 +95,7 @@ def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = Fals
     else:
         for f in todo: train_fold(cfg, df, folds, f, out, devices[0] if devices else None, progress, task=task)
     res = score_oof(out)
-    write_index(out, f'Cross validation {out.name}: {k} folds, out-of-fold macro F1 {res["f1"]:.4f}')
+    write_index(out, f'Cross validation {out.name}: {k} folds, out-of-fold macro F1 {res.f1:.4f}')
     return res
 
 # %% ../nbs/14_cv.ipynb #d81c3bf2
@@ -101,26 +106,43 @@ def read_oof(out) -> pd.DataFrame:
     if not parts: raise FileNotFoundError(f'no finished folds in {out} (fold*/valid_preds.csv)')
     return pd.concat([pd.read_csv(p, dtype={'person': str}) for p in parts], ignore_index=True)
 
-def score_oof(out) -> dict:
+@dataclass
+class CVScore:
+    "What `run_cv` and `score_oof` return, and `oof_metrics.json` holds: the out-of-fold scores of a CV folder."
+    f1: float           # macro F1 of the out-of-fold predictions: every training image, predicted by the fold without it
+    acc: float          # their accuracy
+    parts: dict         # macro F1 of each attribute ({'mask': .., 'gender': .., 'age': ..}), or of each class
+    images: int         # out-of-fold rows: every training image once
+    folds: dict         # {fold: macro F1 of that fold's validation images}
+    confusion: list     # (C, C) confusion matrix (true classes in rows), as lists
+
+    def as_dict(self) -> dict:
+        "The flat form of `oof_metrics.json`: f1, acc, f1_<part>..., images, folds, confusion."
+        return dict(f1=self.f1, acc=self.acc, **{f'f1_{k}': v for k, v in self.parts.items()}, images=self.images,
+                    folds=self.folds, confusion=self.confusion)
+
+    def __getitem__(self, key: str): return self.as_dict()[key]   # the dict spelling of callers before it was one
+
+def score_oof(out) -> CVScore:
     "Write `oof.csv`, `oof_metrics.json`, `oof_confusion.png` (and the HParams row in `oof/`) for a CV folder."
     out = Path(out)
     oof, task = read_oof(out), load_task(out)
     write_csv(oof, out / 'oof.csv', index=False)
     cols = task.prob_cols
     y, p = oof['label'].to_numpy(), oof[cols].to_numpy()
-    res = dict(scores(y, p, task), images=len(oof),
-               folds={int(f): scores(g['label'].to_numpy(), g[cols].to_numpy(), task)['f1']
-                      for f, g in oof.groupby('fold')})
-    res['confusion'] = confusion(y, p, task.n_classes).tolist()
-    write_text(out / 'oof_metrics.json', json.dumps(res, indent=1))
-    title = f"out-of-fold: macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f}"
-    fig = plot_confusion(np.array(res['confusion']), title, task.classes)
+    s = score(y, p, task)
+    res = CVScore(s.f1, s.acc, s.parts, len(oof),
+                  {int(f): score(g['label'].to_numpy(), g[cols].to_numpy(), task).f1 for f, g in oof.groupby('fold')},
+                  confusion(y, p, task.n_classes).tolist())
+    write_text(out / 'oof_metrics.json', json.dumps(res.as_dict(), indent=1))
+    title = f"out-of-fold: macro F1 {res.f1:.4f}, accuracy {res.acc:.4f}"
+    fig = plot_confusion(np.array(res.confusion), title, task.classes)
     save_figure(fig, out / 'oof_confusion.png', dpi=90); plt.close(fig)
     cfg = load_config(out / 'config.yaml') if (out / 'config.yaml').exists() else None
     if cfg is not None and cfg.tensorboard:                 # the CV's one row in TensorBoard's HParams tab
-        attrs = {f'f1_{a}' for a, _ in task.attributes}
-        write_cv_session(out, cfg, {'valid/best_f1': res['f1'], 'valid/oof_acc': res['acc'],
-                                    **{f'valid/oof_{k}': v for k, v in res.items() if k in attrs}})
+        attrs = {a for a, _ in task.attributes}
+        write_cv_session(out, cfg, {'valid/best_f1': res.f1, 'valid/oof_acc': res.acc,
+                                    **{f'valid/oof_f1_{k}': v for k, v in res.parts.items() if k in attrs}})
     return res
 
 # %% ../nbs/14_cv.ipynb #132a88f6

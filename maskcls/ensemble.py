@@ -6,10 +6,6 @@
 from __future__ import annotations
 from typing import Callable, NamedTuple
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 from .labels import ATTRIBUTES, N_CLASSES, N_MASK, N_GENDER, N_AGE, decode, encode, marginals, joint, macro_f1
 
 
@@ -84,6 +80,7 @@ def gmean_vote(probs, weights=None, eps: float = 1e-7) -> np.ndarray:
 def rank_vote(probs, weights=None) -> np.ndarray:
     "Weighted mean of each member's per-class ranks over the images, scaled to rows summing to 1."
     p = stack_probs(probs)
+    from scipy.stats import rankdata    # scipy and scikit-learn load when used: prediction files need neither
     r = rankdata(p, axis=1) / p.shape[1]                 # rank of each image within its class and member
     s = np.tensordot(member_weights(weights, len(p)), r, axes=1)
     return s / s.sum(-1, keepdims=True)
@@ -191,6 +188,9 @@ def group_folds(groups,                 # (N,) the group (person) of every row
 def meta_learner(C: float = 1.0,         # inverse regularisation strength of the logistic regression
                  class_weight=None):     # None, or 'balanced' to weigh rare classes up
     "The stacking meta-learner: standardised features into a multinomial logistic regression."
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
     return make_pipeline(StandardScaler(), LogisticRegression(C=C, class_weight=class_weight, max_iter=3000))
 
 def _meta_probs(model, X, n_classes: int) -> np.ndarray:

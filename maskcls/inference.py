@@ -4,13 +4,14 @@
 
 # %% ../nbs/15a_inference.ipynb #fdb2a575
 from __future__ import annotations
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .labels import Task
 from .layout import for_task
 from .loader import Loader, pick_device
 from .config import load_config
@@ -20,11 +21,29 @@ from .splits import image_fold, load_folds
 from .tta import MERGES, TTAResult, merge_probs, tta_predict, tta_scores
 
 # %% auto #0
-__all__ = ['predict_dir', 'tta_oof']
+__all__ = ['Prediction', 'predict_dir', 'tta_oof']
 
 # %% ../nbs/15a_inference.ipynb #b9bfb380
-def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', device=None, batch_size: int | None = None,
-                cache_dir: str | None = None, progress: bool = True) -> dict:
+@dataclass
+class Prediction:
+    "What `predict_dir` returns: the probabilities of a run (or of every fold of a CV folder) with TTA, on the CPU."
+    probs: torch.Tensor    # (N, C) probabilities: views merged, then models averaged
+    task: Task             # the classes the models predict
+    dirs: list             # the run folders whose best models predicted (one, or one per fold)
+    names: tuple           # the V views of test-time augmentation
+    members: list          # (N, C) probabilities of each model
+    member_views: list     # (V, N, C) probabilities of each model under each view
+
+    def __getitem__(self, key: str): return getattr(self, key)   # the dict spelling of callers before it was one
+
+def predict_dir(path,                        # a run folder (best.pt) or a CV folder (fold*/best.pt)
+                df: pd.DataFrame,            # the images to predict: a `path` column
+                views='face',                # TTA: a preset, view names or views (see `get_views`)
+                merge: str = 'mean',         # how a model's views are merged: mean, gmean or max
+                device=None,                 # default: the run's device setting
+                batch_size: int | None = None,   # default: twice the training batch size
+                cache_dir: str | None = None,    # image cache (default: the run's setting)
+                progress: bool = True) -> Prediction:
     "Probabilities for the images of `df` from every model in a run or CV folder, with TTA; averaged over the models."
     dirs = run_dirs(path)
     task = load_task(dirs[0])
@@ -45,9 +64,8 @@ def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', devic
                 raise ValueError(f'{d} was trained at {c.img_size}, {dirs[0]} at {cfg.img_size}: a fold ensemble '
                                  'needs one size')
             members.append(tta_predict(model, dl, views, merge, device=device, amp=cfg.amp, n_classes=task.n_classes))
-    return dict(dirs=dirs, task=task, names=members[0].names, members=[m.probs for m in members],
-                member_views=[m.view_probs for m in members],
-                probs=torch.stack([m.probs for m in members]).mean(0))
+    return Prediction(torch.stack([m.probs for m in members]).mean(0), task, dirs, members[0].names,
+                      [m.probs for m in members], [m.view_probs for m in members])
 
 # %% ../nbs/15a_inference.ipynb #c25059af
 def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, progress: bool = False) -> pd.DataFrame:

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from math import prod
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
 
 # %% auto #0
 __all__ = ['N_MASK', 'N_GENDER', 'N_AGE', 'N_CLASSES', 'MASK_NAMES', 'GENDER_NAMES', 'AGE_NAMES', 'YOUNG_AGE', 'OLD_AGE',
            'MASK_STEMS', 'CLASS_NAMES', 'PROB_COLS', 'MASK_TASK', 'ATTRIBUTES', 'TASK_CHOICES', 'Mask', 'Gender',
            'AgeGroup', 'mask_from_stem', 'gender_from_str', 'age_group', 'encode', 'decode', 'class_name', 'prob_cols',
-           'short_name', 'Task', 'attribute_task', 'attribute_index', 'marginals', 'joint', 'macro_f1', 'scores',
-           'confusion', 'few', 'frequency_weights']
+           'short_name', 'Task', 'attribute_task', 'attribute_index', 'marginals', 'joint', 'macro_f1', 'Score',
+           'score', 'scores', 'confusion', 'few', 'frequency_weights']
 
 # %% ../nbs/00_labels.ipynb #ad777390
 class Mask(IntEnum):
@@ -178,21 +177,48 @@ def _labels(x):
 
 def macro_f1(y, pred) -> float:
     "Macro F1 over the classes present in `y` or `pred` (labels, or probabilities whose argmax is taken)."
+    from sklearn.metrics import f1_score     # here, not at the top: scikit-learn takes 2 s to import
     return float(f1_score(_labels(y), _labels(pred), average='macro', zero_division=0))
 
-def scores(y, pred, task: Task = MASK_TASK) -> dict:
-    "Macro F1 and accuracy; then macro F1 of each attribute (`f1_mask`, ...), or of each class if the task has none."
+@dataclass
+class Score:
+    "What `score` measures: macro F1, accuracy, and the macro F1 of each attribute (or of each class)."
+    f1: float       # macro F1 over the classes: the competition's metric
+    acc: float      # share of rows whose predicted class is the true one
+    parts: dict     # {'mask': F1, 'gender': F1, 'age': F1}; {class name: F1} for a task without attributes
+
+    def as_dict(self) -> dict:
+        "The flat form `scores` returns, for tables and logs: `f1`, `acc`, `f1_<part>`..."
+        return dict(f1=self.f1, acc=self.acc, **{f'f1_{k}': v for k, v in self.parts.items()})
+
+def _task_of(y, p, pred) -> Task:
+    "The competition's task for 18 classes, else plain classes 0..C-1 (C: the columns of `pred`, or the largest label + 1)."
+    n = np.shape(pred)[-1] if np.ndim(pred) == 2 else int(max(y.max(initial=0), p.max(initial=0))) + 1
+    return MASK_TASK if n == N_CLASSES else Task.from_classes(range(n))
+
+def score(y,                       # true labels
+          pred,                    # predicted labels, or probabilities (N, C) whose argmax is taken
+          task: Task | None = None,  # default: the competition's 18 classes when there are 18, else classes 0..C-1
+         ) -> Score:
+    "Macro F1 and accuracy of `pred` against `y`, and the macro F1 of each attribute of `task` (or of each class)."
     y, p = _labels(y), _labels(pred)
-    res = dict(f1=macro_f1(y, p), acc=float((y == p).mean()))
+    task = task or _task_of(y, p, pred)
     if task.attributes:
-        for (name, _), a, b in zip(task.attributes, task.decode(y), task.decode(p)): res[f'f1_{name}'] = macro_f1(a, b)
+        parts = {name: macro_f1(a, b) for (name, _), a, b in zip(task.attributes, task.decode(y), task.decode(p))}
     else:
+        from sklearn.metrics import f1_score
         per = f1_score(y, p, labels=np.arange(task.n_classes), average=None, zero_division=0)
-        res.update({f'f1_{c}': float(v) for c, v in zip(task.classes, per)})
-    return res
+        parts = {c: float(v) for c, v in zip(task.classes, per)}
+    return Score(macro_f1(y, p), float((y == p).mean()), parts)
+
+def scores(y, pred, task: Task = MASK_TASK) -> dict:
+    """Macro F1 and accuracy; then macro F1 of each attribute (`f1_mask`, ...), or of each class if the task has none:
+    `score(...).as_dict()`, the competition's task by default."""
+    return score(y, pred, task).as_dict()
 
 def confusion(y, pred, n_classes: int = N_CLASSES) -> np.ndarray:
     "`n_classes` x `n_classes` confusion matrix (18 x 18 in the competition): rows are true classes, columns predicted."
+    from sklearn.metrics import confusion_matrix
     return confusion_matrix(_labels(y), _labels(pred), labels=np.arange(n_classes))
 
 # %% ../nbs/00_labels.ipynb #44dc3d1f

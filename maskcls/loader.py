@@ -18,7 +18,7 @@ from .cache import ImageCache
 from .augment import Augment, eval_transform
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'shuffled', 'undersample', 'oversample', 'class_weights', 'weighted', 'tune_malloc', 'pick_device',
+__all__ = ['SAMPLERS', 'shuffled', 'undersample', 'oversample', 'sampling_weights', 'weighted', 'tune_malloc', 'pick_device',
            'batch_generator', 'Loader', 'ToyBatches', 'toy_data']
 
 # %% ../nbs/06_loader.ipynb #2180d04d
@@ -62,7 +62,7 @@ def oversample(labels, rng: np.random.Generator, floor: int | None = None, group
             for k, s in enumerate(sizes) if s]
     return _rows(np.concatenate(pick), unit_rows, rng)
 
-def class_weights(labels, power: float = 1.0) -> np.ndarray:
+def sampling_weights(labels, power: float = 1.0) -> np.ndarray:
     "Sampling probability of each row, proportional to `count(class) ** -power` (sums to 1)."
     _, y = np.unique(np.asarray(labels), return_inverse=True)    # any label values: codes 0..k-1
     w = frequency_weights(y, power=power)[y]
@@ -72,7 +72,7 @@ def weighted(labels, rng: np.random.Generator, n: int | None = None, power: floa
     "`n` units (default: as many as there are) drawn with replacement, with probability `count(class) ** -power`."
     y, unit_rows = _units(labels, groups)
     n = len(y) if n is None else n
-    return _rows(rng.choice(len(y), n, replace=True, p=class_weights(y, power)), unit_rows, rng)
+    return _rows(rng.choice(len(y), n, replace=True, p=sampling_weights(y, power)), unit_rows, rng)
 
 SAMPLERS = dict(none=shuffled, shuffled=shuffled, under=undersample, over=oversample, weighted=weighted)
 
@@ -113,7 +113,12 @@ def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
 
 class Loader:
     """Device batches of the rows of `df` from an `ImageCache`: `for xb, yb in loader` (and `ib`, the rows, with
-    `with_idx`)."""
+    `with_idx`), `len(loader)` batches, `set_epoch` as for a `DistributedSampler`.
+
+    Not a `torch.utils.data.DataLoader`: a DataLoader collates one item at a time in worker processes, while this
+    gathers a whole batch from the memory-mapped cache in one `index_select`, augments it as a batch on the device,
+    and draws each batch's randomness from `(seed, epoch, batch)` alone, so any batch is reproducible. It iterates
+    like one, so `predict`, `tta_predict` and your own loops take either."""
     def __init__(self, df: pd.DataFrame, cache: ImageCache, bs: int = 64, train: bool = False,
                  # train: Augment called as tfm(xb, yb, g); eval: tfm(xb) (default eval_transform)
                  tfm=None,
@@ -121,10 +126,12 @@ class Loader:
                  group_col: str | None = None,    # column whose groups the sampler keeps together (e.g. 'person')
                  epoch_len: int | None = None,    # train: rows per epoch (cut or repeated sampler output)
                  drop_last: bool | None = None,   # train: drop a last partial batch (default True); eval: never
-                 device=None, seed: int = 0, with_idx: bool = False, preload: bool = False,
+                 device='auto',                   # 'auto' (CUDA when there is a GPU, else the CPU), 'cpu', 'cuda:1'...
+                 seed: int = 0, with_idx: bool = False, preload: bool = False,
                  label_col: str = 'label',
                  # threads preparing batches (gather; on a CPU also transform); default: cores, up to 4
-                 workers: int | None = None):
+                 workers: int | None = None,
+                 tune_memory: bool = False):      # CPU: `tune_malloc` (for the whole process) for faster batches
         if not train:
             for name, v in (('sampler', sampler), ('epoch_len', epoch_len), ('drop_last', drop_last or None)):
                 if v is not None:
@@ -133,9 +140,9 @@ class Loader:
         self.sampler, self.epoch_len = sampler, epoch_len
         self.drop_last = bool(train if drop_last is None else drop_last)
         self.tfm = tfm if tfm is not None else (Augment() if train else eval_transform)
-        self.device = torch.device(device) if device is not None else pick_device()
+        self.device = pick_device(device or 'auto')
         self.on_cpu = self.device.type == 'cpu'
-        if self.on_cpu: tune_malloc()
+        if self.on_cpu and tune_memory: tune_malloc()
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.labels = df[label_col].to_numpy(np.int64) if label_col in df.columns else None
         self.groups = df[group_col].to_numpy() if group_col else None

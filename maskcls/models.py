@@ -178,13 +178,17 @@ def load_weights(model: MaskModel, path) -> str:
 def create_model(name: str = 'resnet18',  # `tiny` or a torchvision model name, see `model_names()`
                  # None, a torchvision weights name ('DEFAULT', 'IMAGENET1K_V1', ...) or a file
                  weights=None,
-                 head: str = 'single',     # 'single' (18 logits) or 'three' (mask, gender, age heads)
+                 head: str = 'single',     # 'single' (n_classes logits) or 'three' (mask, gender, age heads)
                  drop: float = 0.,         # dropout before the head(s)
-                 n_classes: int = N_CLASSES,  # outputs of a single head: the task's number of classes
-                 **kwargs,                 # passed on to torchvision's model builder
+                 n_classes: int | None = None,    # outputs of a single head (default: the competition's 18)
+                 num_classes: int | None = None,  # the same, spelled as torchvision and timm spell it
+                 **kwargs,                 # passed on to torchvision's model builder (or `tiny_cnn`)
                 ) -> MaskModel:
-    "Build model `name` with an 18-way or three-head classifier and the requested starting weights."
+    "Build model `name` with an `n_classes`-way (18 by default) or three-head classifier and the requested weights."
     check_model_name(name)
+    if n_classes is not None and num_classes is not None and n_classes != num_classes:
+        raise ValueError(f'n_classes={n_classes} and num_classes={num_classes} disagree: give one of them')
+    n_classes = n_classes or num_classes or N_CLASSES
     if head not in HEADS: raise ValueError(f'unknown head {head!r}: expected one of {HEADS}')
     w = resolve_weights(name, weights)
     if name == TINY:

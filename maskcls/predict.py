@@ -33,8 +33,13 @@ def _log_probs(model, xb, views, dtype, max_batch) -> torch.Tensor:
 
 def _same(x): return x
 
+def _unpack(b) -> tuple:
+    "(xb, yb, rows) of a batch: a tensor of images alone, or (xb,), (xb, yb), (xb, yb, rows)."
+    if isinstance(b, torch.Tensor): return b, None, None
+    return b[0], (b[1] if len(b) > 1 else None), (b[2] if len(b) > 2 else None)
+
 @torch.no_grad()
-def predict(model: nn.Module, dl,             # a model, and a loader yielding (xb, yb) or (xb, yb, rows) batches
+def predict(model: nn.Module, dl,             # a model, and a loader yielding xb, (xb, yb) or (xb, yb, rows) batches
             device=None,                      # where to run (default: where the model is)
             dtype=None,                       # autocast dtype (None: fp32)
             keep_images: int = 0,             # also return the first `keep_images` inputs (for a picture)
@@ -49,11 +54,12 @@ def predict(model: nn.Module, dl,             # a model, and a loader yielding (
     probs, ys, ids, imgs = [], [], [], []
     try:
         for b in dl:
-            xb, yb = b[0].to(device, non_blocking=True), b[1]
+            xb, yb, ib = _unpack(b)
+            xb = xb.to(device, non_blocking=True)
             probs.append(_log_probs(model, xb, fns, dtype, max_batch).exp().cpu())
             if yb is not None: ys.append(yb.cpu())                 # unlabelled data (eval) yields None
             # row positions, from a sharded (multi-process) loader
-            if len(b) > 2: ids.append(b[2].cpu())
+            if ib is not None: ids.append(ib.cpu())
             if keep_images and sum(len(i) for i in imgs) < keep_images: imgs.append(xb[:keep_images].float().cpu())
     finally: model.train(was_training)
     p = torch.cat(probs, 1) if probs else torch.empty(len(fns), 0, n_classes)

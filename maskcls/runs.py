@@ -125,7 +125,9 @@ def load_best(run_dir, model: nn.Module) -> dict:
     model.load_state_dict(s['model'])
     return {k: v for k, v in s.items() if k != 'model'}
 
-def load_run(run_dir, device='cpu') -> tuple[nn.Module, Config]:
+def load_run(run_dir,                   # a run folder: best.pt, config.yaml, task.json
+             device='cpu',             # where the model goes
+            ) -> tuple[nn.Module, Config]:
     """The best model of a run folder, in eval mode on `device`, and the run's config (no download: best.pt holds
     every weight)."""
     cfg = load_config(Path(run_dir) / 'config.yaml')

@@ -218,9 +218,14 @@ def read_oof_members(files, n_classes: int = N_CLASSES, need=()) -> tuple[pd.Dat
                              'other label options (fix_labels?)')
     return tabs[0], np.stack([t[prob_cols(n_classes)].to_numpy(float) for t in tabs])
 
-def ensemble_files(files, method: str = 'soft', weights=None, oof=None, info=None) -> dict:
-    """Vote over member files (prediction files or submissions); returns ids, labels, probabilities (when soft) and
-    weights."""
+def ensemble_files(files,              # prediction files (ImageID,p0..) or submissions (ImageID,ans) of the members
+                   method: str = 'soft',  # one of `ENSEMBLE_METHODS`: soft, hard, gmean, rank, per-attribute, greedy, stack
+                   weights=None,       # one weight per member (soft, hard, gmean, rank, per-attribute)
+                   oof=None,           # greedy, stack: each member's out-of-fold file (oof.csv), in the same order
+                   info=None,          # info.csv (or `read_info` table) whose ImageIDs every member must hold
+                  ) -> dict:
+    """Vote over member files (prediction files or submissions); returns a dict: `ids`, `labels`, `probs` (None for
+    hard votes), `weights`, and for greedy and stack the out-of-fold scores."""
     if method not in ENSEMBLE_METHODS:
         raise ValueError(f'unknown method {method!r}: expected one of {ENSEMBLE_METHODS}')
     if not files: raise ValueError('no member files given')

@@ -237,7 +237,7 @@ def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_d
     n_epoch = cfg.epoch_len or len(tr)
     train_dl = Load(tr, cache, bs=cfg.batch_size, train=True, tfm=augment_from_config(cfg, task.n_classes),
                     sampler=sampler, group_col='person' if cfg.sample_by_person else None,
-                    epoch_len=cfg.epoch_len or None, device=device, seed=cfg.seed,
+                    epoch_len=cfg.epoch_len or None, device=device, seed=cfg.seed, tune_memory=True,
                     drop_last=n_epoch >= 2 * cfg.batch_size)   # a small set keeps its only (partial) batch
     valid_dl = Load(valid_df, cache, bs=cfg.batch_size * 2, device=device)
     model = create_model(cfg.model, cfg.weights or None, cfg.heads, n_classes=task.n_classes)

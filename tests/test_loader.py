@@ -106,7 +106,7 @@ def test_same_batches_whatever_the_workers(data):
     df, cache = data
     runs = []
     for w in (1, 2, 4):
-        dl = Loader(df, cache, bs=7, train=True, tfm=full_augment(), device='cpu', seed=3, workers=w, with_idx=True)
+        dl = Loader(df, cache, bs=7, train=True, tfm=full_augment(n_classes=18), device='cpu', seed=3, workers=w, with_idx=True)
         dl.set_epoch(5)
         runs.append(list(dl))
     for other in runs[1:]:
@@ -164,8 +164,8 @@ def test_preload_gives_the_same_batches(data):
 def test_cuda_loader_matches_cpu(data):
     df, cache = data
     for preload in (False, True):
-        c = list(Loader(df, cache, bs=8, train=True, tfm=full_augment(), device='cpu', seed=2))
-        g = list(Loader(df, cache, bs=8, train=True, tfm=full_augment(), device='cuda', seed=2, preload=preload))
+        c = list(Loader(df, cache, bs=8, train=True, tfm=full_augment(n_classes=18), device='cpu', seed=2))
+        g = list(Loader(df, cache, bs=8, train=True, tfm=full_augment(n_classes=18), device='cuda', seed=2, preload=preload))
         for (xc, yc), (xg, yg) in zip(c, g):
             assert xg.is_cuda and yg.is_cuda
             torch.testing.assert_close(xg.cpu(), xc, atol=1e-3, rtol=0); torch.testing.assert_close(yg.cpu(), yc,
