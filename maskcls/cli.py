@@ -628,8 +628,9 @@ def _fault_line(a, e: BaseException) -> str | None:
     "One line for a file that could not be written (full disk, read-only or removed folder): which, and how to go on."
     resume = a.resume if isinstance(getattr(a, 'resume', None), Path) else None
     out = resume or getattr(a, 'out', None) or (Config().out if a.command == 'train' else None)
-    cache = getattr(a, 'cache_dir', None) or _run_cache(resume or getattr(a, 'run', None) or '.')
-    what = 'the run folder' if a.command == 'train' else 'the output folder'
+    given = resume or getattr(a, 'run', None)                  # a run whose settings name the cache
+    cache = getattr(a, 'cache_dir', None) or (_run_cache(given) if given else Config().cache_dir)
+    what = {'train': 'the run folder', 'cv': 'the CV folder'}.get(a.command, 'the output folder')
     line = fault_line(e, [(cache, 'the image cache', '--cache-dir'), (out, what, '--out')])
     ff = file_fault(e)
     if line is None or ff.kind != 'full': return line
