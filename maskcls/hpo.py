@@ -18,7 +18,7 @@ import sqlalchemy
 import torch
 from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .labels import macro_f1
 from .layout import atomic_write
@@ -412,7 +412,7 @@ def _supervise(jobs: int, gpus, study: optuna.Study, target, retries: int, progr
                         kwargs=dict(kw, parent=os.getpid(), verbosity=optuna.logging.get_verbosity()))
         p.start(); return p
     procs, restarts, errors = {k: start(k) for k in range(jobs)}, 0, []
-    bar = tqdm(total=target, desc=f'trials ({jobs} workers)', unit='trial', disable=not progress)
+    bar = progress_bar(total=target, desc=f'trials ({jobs} workers)', unit='trial', disable=not progress)
     try:
         while procs:
             time.sleep(0.5)

@@ -17,6 +17,7 @@ import torch.nn as nn
 from fastcore.basics import patch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .labels import (MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, Task, age_group, attribute_index,
                             attribute_task, decode, encode, few, scores)
@@ -122,7 +123,7 @@ class Trainer:
         model.train()
         if hasattr(self.train_dl, 'set_epoch'): self.train_dl.set_epoch(self.epoch)
         n, total, seen = len(self.train_dl), 0.0, 0
-        bar = tqdm(self.train_dl, total=n, desc=f'epoch {self.epoch + 1}/{cfg.epochs}', leave=False,
+        bar = progress_bar(self.train_dl, total=n, desc=f'epoch {self.epoch + 1}/{cfg.epochs}', leave=False,
                    disable=not self.progress)
         self.opt.zero_grad(set_to_none=True)
         for i, (xb, yb) in enumerate(bar):
