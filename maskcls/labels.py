@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from math import prod
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
 
 # %% auto #0
 __all__ = ['N_MASK', 'N_GENDER', 'N_AGE', 'N_CLASSES', 'MASK_NAMES', 'GENDER_NAMES', 'AGE_NAMES', 'YOUNG_AGE', 'OLD_AGE',
@@ -178,6 +177,7 @@ def _labels(x):
 
 def macro_f1(y, pred) -> float:
     "Macro F1 over the classes present in `y` or `pred` (labels, or probabilities whose argmax is taken)."
+    from sklearn.metrics import f1_score         # on first use: scikit-learn takes seconds to import, labels none
     return float(f1_score(_labels(y), _labels(pred), average='macro', zero_division=0))
 
 def scores(y, pred, task: Task = MASK_TASK) -> dict:
@@ -187,12 +187,14 @@ def scores(y, pred, task: Task = MASK_TASK) -> dict:
     if task.attributes:
         for (name, _), a, b in zip(task.attributes, task.decode(y), task.decode(p)): res[f'f1_{name}'] = macro_f1(a, b)
     else:
+        from sklearn.metrics import f1_score
         per = f1_score(y, p, labels=np.arange(task.n_classes), average=None, zero_division=0)
         res.update({f'f1_{c}': float(v) for c, v in zip(task.classes, per)})
     return res
 
 def confusion(y, pred, n_classes: int = N_CLASSES) -> np.ndarray:
     "`n_classes` x `n_classes` confusion matrix (18 x 18 in the competition): rows are true classes, columns predicted."
+    from sklearn.metrics import confusion_matrix
     return confusion_matrix(_labels(y), _labels(pred), labels=np.arange(n_classes))
 
 # %% ../nbs/00_labels.ipynb #8316bda8
