@@ -14,14 +14,14 @@ __all__ = ['COMMANDS', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd
 
 # %% ../nbs/90_cli.ipynb #9f2ca5c7
 def cmd_synth(a):
-    from .synth import make_dataset
+    from maskcls.synth import make_dataset
     s = make_dataset(a.out, people=a.people, eval_people=a.eval_people, seed=a.seed, noise=a.noise,
                      workers=a.workers, overwrite=a.overwrite)
     print(f"wrote {s['train_images']} train and {s['eval_images']} eval images to {a.out} in {s['seconds']:.1f}s")
 
 def cmd_validate(a):
     import pandas as pd
-    from .layout import LayoutError, data_summary, read_eval, read_train
+    from maskcls.layout import LayoutError, data_summary, read_eval, read_train
     try:
         df = read_train(a.data, check_pixels=not a.no_pixels, fix_labels=a.fix_labels, old_age=a.old_age)
         print('train: ok,', data_summary(df))
@@ -32,9 +32,9 @@ def cmd_validate(a):
         print(e, file=sys.stderr); return 1
 
 def cmd_eda(a):
-    from .eda import write_eda
-    from .layout import data_summary, read_train
-    from .runs import new_run_dir
+    from maskcls.eda import write_eda
+    from maskcls.layout import data_summary, read_train
+    from maskcls.runs import new_run_dir
     df = read_train(a.data, old_age=a.old_age)
     out = new_run_dir(a.out)
     w = write_eda(df, out, a.old_age)
@@ -42,8 +42,8 @@ def cmd_eda(a):
 
 def _config(a, base=None, **overrides):
     "The Config of the command line `a`, its model name checked before any data is read or any folder made."
-    from .config import ConfigError, config_from_args
-    from .models import check_model_name
+    from maskcls.config import ConfigError, config_from_args
+    from maskcls.models import check_model_name
     cfg = config_from_args(a, base, **overrides)
     try: check_model_name(cfg.model)                     # config itself knows no models (it never imports torchvision)
     except ValueError as e: raise ConfigError(f'model: {e}') from None
@@ -51,16 +51,16 @@ def _config(a, base=None, **overrides):
 
 def _read(cfg):
     "The training table of a command's Config."
-    from .layout import read_data
+    from maskcls.layout import read_data
     return read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels)
 
 def cmd_train(a):
     import torch
-    from .cv import split_for
-    from .layout import data_summary, task_of
-    from .runs import new_run_dir
-    from .runtime import setup_distributed
-    from .train import train_run
+    from maskcls.cv import split_for
+    from maskcls.layout import data_summary, task_of
+    from maskcls.runs import new_run_dir
+    from maskcls.runtime import setup_distributed
+    from maskcls.train import train_run
     cfg = _config(a, base=_load_run_config(Path(a.resume)) if a.resume else None)
     rank, world = setup_distributed(cfg.device)               # under torchrun: one process per GPU (or CPU, gloo)
     df = _read(cfg)
@@ -84,8 +84,8 @@ def cmd_train(a):
     if world > 1: torch.distributed.destroy_process_group()
 
 def _load_run_config(run: Path):
-    from .config import load_config
-    from .runs import resumable
+    from maskcls.config import load_config
+    from maskcls.runs import resumable
     if not resumable(run):
         raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
     return load_config(run / 'config.yaml')
@@ -96,9 +96,9 @@ def _devices(a) -> list:
     return []
 
 def cmd_cv(a):
-    from .cv import run_cv
-    from .labels import format_class_scores
-    from .layout import task_of
+    from maskcls.cv import run_cv
+    from maskcls.labels import format_class_scores
+    from maskcls.layout import task_of
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
     df = _read(cfg)
     task = task_of(df)
@@ -109,14 +109,14 @@ def cmd_cv(a):
     if not task.attributes: print('F1 per class: ' + format_class_scores(res, task))
 
 def cmd_predict(a):
-    from .tta import predict_files
+    from maskcls.tta import predict_files
     print(predict_files(a.run, a.data, a.out, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
 def cmd_average(a):
     from dataclasses import replace
-    from .average import average
-    from .config import load_config
-    from .runs import run_dirs
+    from maskcls.average import average
+    from maskcls.config import load_config
+    from maskcls.runs import run_dirs
     dirs = run_dirs(a.run)
     cfg = load_config(dirs[0] / 'config.yaml')
     if a.data: cfg = replace(cfg, data=str(a.data))
@@ -135,7 +135,7 @@ def cmd_average(a):
     print(f"averaged run in {res['out']}/: maskcls predict --run {res['out']} --data <eval folder> --out <file>")
 
 def cmd_ensemble(a):
-    from .submission import compose_report, ensemble_report
+    from maskcls.submission import compose_report, ensemble_report
     if a.compose:
         if a.files: raise ValueError('give either member files to vote on or --compose MASK GENDER AGE, not both')
         return print(compose_report(a.compose, a.out, a.info))
@@ -145,9 +145,9 @@ def cmd_ensemble(a):
     print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info))
 
 def cmd_pseudo(a):
-    from .layout import read_predict_data
-    from .pseudo import make_pseudo
-    from .runs import load_task, run_dirs
+    from maskcls.layout import read_predict_data
+    from maskcls.pseudo import make_pseudo
+    from maskcls.runs import load_task, run_dirs
     ev, _ = read_predict_data(a.data, load_task(run_dirs(a.run)[0]))
     th = dict(mask=a.mask, gender=a.gender, age=a.age)
     r = make_pseudo(a.run, ev, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
@@ -165,7 +165,7 @@ def cmd_pseudo(a):
 def cmd_hpo(a):
     from dataclasses import replace
     import yaml
-    from .hpo import SPACE, tune
+    from maskcls.hpo import SPACE, tune
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/hpo'}))
     folder = Path(cfg.out)
     base = replace(cfg, out=str(folder / 'best'))   # `maskcls train --config <folder>/best_config.yaml` trains there
@@ -180,13 +180,13 @@ def cmd_hpo(a):
           f"the page of the search: {out / 'index.html'} (open it in a browser)")
 
 def cmd_compare(a):
-    from .compare import write_compare_report
-    from .runs import new_run_dir
+    from maskcls.compare import write_compare_report
+    from maskcls.runs import new_run_dir
     w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
     print(f"report: {w['index']} (open it in a browser)")
 
 def cmd_runs(a):
-    from .experiments import format_runs, runs_table, write_runs_page
+    from maskcls.experiments import format_runs, runs_table, write_runs_page
     t = runs_table(*a.dirs)
     if a.sort != 'f1' and len(t):        # runs_table sorts by macro F1, best first
         t = t.sort_values(a.sort, ascending=a.sort == 'run', kind='stable').reset_index(drop=True)
@@ -198,14 +198,14 @@ def _names(s: str) -> tuple: return tuple(x.strip().replace('-', '_') for x in s
 
 def _cv_data(cv: Path) -> str:
     "The data folder a CV folder was run on, from its config.yaml."
-    from .config import load_config
+    from maskcls.config import load_config
     f = cv / 'config.yaml'
     if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
     return load_config(f).data
 
 def cmd_suspects(a):
-    from .runs import new_run_dir
-    from .suspects import write_fixed, write_suspects
+    from maskcls.runs import new_run_dir
+    from maskcls.suspects import write_fixed, write_suspects
     if a.write_fixed and a.write_fixed.exists():      # before any work: the copy never overwrites
         raise FileExistsError(f'{a.write_fixed} already exists: --write-fixed writes a new folder; choose another')
     out = new_run_dir(a.out)
@@ -220,7 +220,7 @@ def cmd_suspects(a):
               f"{a.write_fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {a.write_fixed}")
 
 def cmd_demo(a):
-    from .demo import DEMO_PRESETS, run_demo
+    from maskcls.demo import DEMO_PRESETS, run_demo
     preset = {k: getattr(a, k) for k in DEMO_PRESETS['quick'] if getattr(a, k, None) is not None}   # typed options
     run_demo(a.data, a.out, full=a.full, eval_people=a.eval_people, folds=a.folds, tta=a.tta, device=a.device,
              seed=a.seed, cache_dir=a.cache_dir, devices=_devices(a), **preset)
@@ -244,7 +244,7 @@ def _synth_args(p):
     p.add_argument('--overwrite', action='store_true', help='write into a non-empty folder')
 
 def _validate_args(p):
-    from .labels import OLD_AGE
+    from maskcls.labels import OLD_AGE
     p.add_argument('--data', required=True, type=Path, help='folder holding train/ (and eval/)')
     p.add_argument('--no-pixels', action='store_true',
                    help='skip decoding every image (faster, misses truncated files)')
@@ -252,7 +252,7 @@ def _validate_args(p):
     p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
 
 def _eda_args(p):
-    from .labels import OLD_AGE
+    from maskcls.labels import OLD_AGE
     p.add_argument('--data', required=True, type=Path, help='folder holding train/')
     p.add_argument('--out', type=Path, default=Path('runs/eda'), help='output folder (a new one if taken)')
     p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
@@ -264,19 +264,19 @@ def _device_args(p):
                                                  '(e.g. cuda:0,cuda:1 or cpu,cpu; default: none)')
 
 def _train_args(p):
-    from .config import add_config_args
+    from maskcls.config import add_config_args
     add_config_args(p)
     p.add_argument('--resume', type=Path, default=None,
                    help='continue the interrupted run in this folder (default: none, a new run)')
 
 def _cv_args(p):
-    from .config import add_config_args
+    from maskcls.config import add_config_args
     add_config_args(p); _device_args(p)
     p.add_argument('--resume', action='store_true',
                    help='continue the CV folder --out: skip finished folds, resume the interrupted one')
 
 def _predict_args(p):
-    from .tta import TTA_PRESETS
+    from maskcls.tta import TTA_PRESETS
     p.add_argument('--run', required=True, type=Path, help='a training run folder, or a CV folder (its folds vote)')
     p.add_argument('--data', required=True, type=Path,
                    help='the eval/ folder (info.csv + images/) or the folder holding it; or any folder of images, '
@@ -310,7 +310,7 @@ def _average_args(p):
     p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
 
 def _ensemble_args(p):
-    from .submission import ENSEMBLE_METHODS
+    from maskcls.submission import ENSEMBLE_METHODS
     p.add_argument('files', nargs='*', type=Path,
                    help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans) '
                         '(default: none; required unless --compose)')
@@ -326,7 +326,7 @@ def _ensemble_args(p):
     p.add_argument('--out', required=True, type=Path, help='output file')
 
 def _pseudo_args(p):
-    from .pseudo import DEFAULT_THRESHOLDS
+    from maskcls.pseudo import DEFAULT_THRESHOLDS
     _predict_args(p)
     out = next(x for x in p._actions if x.dest == 'out')
     out.required, out.default = False, Path('runs/pseudo')
@@ -342,7 +342,7 @@ def _compare_args(p):
     p.add_argument('--out', type=Path, default=Path('runs/compare'), help='report folder (a new one if taken)')
 
 def _suspects_args(p):
-    from .suspects import FIXABLE, METHODS
+    from maskcls.suspects import FIXABLE, METHODS
     p.add_argument('--cv', required=True, type=Path, help='a CV folder of `maskcls cv` (holding oof.csv)')
     p.add_argument('--out', type=Path, default=Path('runs/suspects'), help='output folder (a new one if taken)')
     p.add_argument('--top', type=int, default=50,
@@ -367,8 +367,8 @@ def _int_list(s: str) -> list:
     except ValueError: raise argparse.ArgumentTypeError(f'expected numbers separated by commas, e.g. 0,1; got {s!r}')
 
 def _hpo_args(p):
-    from .config import add_config_args
-    from .hpo import OBJECTIVES, PRUNERS, RETRIES, SEARCH_SAMPLERS, STUDY_NAME
+    from maskcls.config import add_config_args
+    from maskcls.hpo import OBJECTIVES, PRUNERS, RETRIES, SEARCH_SAMPLERS, STUDY_NAME
     add_config_args(p)
     p.add_argument('--space', type=Path, default=None,
                    help='YAML search space, e.g. "lr: [log, 1.0e-4, 3.0e-2]" (default: maskcls.hpo.SPACE)')
@@ -401,7 +401,7 @@ def _hpo_args(p):
                    help='times a trial whose process died is run again')
 
 def _preset(k: str) -> str:
-    from .demo import DEMO_PRESETS
+    from maskcls.demo import DEMO_PRESETS
     return f"(default: {DEMO_PRESETS['quick'][k]} quick, {DEMO_PRESETS['full'][k]} full)"
 
 def _runs_args(p):
@@ -474,7 +474,7 @@ def _command_of(argv) -> str | None:
 
 def _disk_full_line(a, e: BaseException) -> str:
     "One line for a full disk: the file it stopped at, what to free, and how to go on."
-    from .runs import resumable
+    from maskcls.runs import resumable
     f, x = None, e
     while x is not None and f is None: f, x = getattr(x, 'filename', None), x.__cause__ or x.__context__
     where = Path(f) if f else Path(getattr(a, 'out', None) or getattr(a, 'resume', None) or '.')
@@ -486,15 +486,15 @@ def _disk_full_line(a, e: BaseException) -> str:
 
 def _quiet_disk_full(args):
     "A background thread (TensorBoard's writer) that died of a full disk: no traceback; the command reports it once."
-    from .layout import disk_full
+    from maskcls.layout import disk_full
     if not disk_full(args.exc_value): threading.__excepthook__(args)
 
 def main(argv=None) -> int:
     "Entry point of the `maskcls` command."
     argv = sys.argv[1:] if argv is None else list(argv)
     a = build_parser([_command_of(argv)]).parse_args(argv)
-    from .config import ConfigError
-    from .layout import LayoutError, disk_full
+    from maskcls.config import ConfigError
+    from maskcls.layout import LayoutError, disk_full
     threading.excepthook = _quiet_disk_full
     try: return a.func(a) or 0
     except (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError) as e:   # a message, no traceback
