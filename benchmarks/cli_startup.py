@@ -10,7 +10,7 @@ script does (`from maskcls.cli import main; main()`), so the time includes the i
 (printed as `python` for reference). Peak memory is the child's maximum resident set size, from `os.wait4`.
 Each line ends with the ratio to its target (below 1.0: met).
 """
-import argparse, os, statistics, subprocess, sys, time
+import argparse, os, statistics, subprocess, sys, tempfile, time
 
 COMMANDS = (  # arguments, target seconds, target MB (None: no memory target)
     (['--help'], 1.0, 300),
@@ -24,7 +24,7 @@ def run_once(code: str, args: list, env: dict) -> tuple[float, float]:
     "Wall seconds and peak resident MB of one fresh `python -c code args`."
     t0 = time.perf_counter()
     p = subprocess.Popen([sys.executable, '-c', code, *args], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, cwd=tempfile.gettempdir())   # not a checkout's folder: -c imports from there
     _, status, usage = os.wait4(p.pid, 0)
     seconds = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -41,7 +41,7 @@ def main(argv=None):
     env = dict(os.environ)
     if a.pythonpath: env['PYTHONPATH'] = os.path.abspath(a.pythonpath)
     where = subprocess.run([sys.executable, '-c', 'import maskcls, os; print(os.path.dirname(maskcls.__file__))'],
-                           env=env, capture_output=True, text=True, check=True).stdout.strip()
+                           env=env, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir()).stdout.strip()
     print(f'maskcls from {where}; median of {a.runs} runs; load average {os.getloadavg()[0]:.1f} '
           f'on {os.cpu_count()} CPUs')
     base = [run_once('pass', [], env) for _ in range(a.runs)]

@@ -145,22 +145,9 @@ def cmd_ensemble(a):
     print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info))
 
 def cmd_pseudo(a):
-    from maskcls.layout import read_predict_data
-    from maskcls.pseudo import make_pseudo
-    from maskcls.runs import load_task, run_dirs
-    ev, _ = read_predict_data(a.data, load_task(run_dirs(a.run)[0]))
+    from maskcls.pseudo import pseudo_files
     th = dict(mask=a.mask, gender=a.gender, age=a.age)
-    r = make_pseudo(a.run, ev, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
-    s, out = r['summary'], r['out']
-    passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())
-    print(f"kept {s['kept']} of {s['images']} images ({s['kept_share']:.0%}): every attribute reached its threshold "
-          f"(mask {a.mask:g}, gender {a.gender:g}, age {a.age:g}; passed: {passed})")
-    if 'answers' in s and s['kept']:
-        print(f"against {a.data} answers (synthetic data only): {s['answers']['kept_correct']:.1%} of the kept "
-              f"labels are right, {s['answers']['all_correct']:.1%} of all")
-    print(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: {out / 'pseudo.json'}; "
-          f"figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) ... --pseudo "
-          f"{out / 'pseudo.csv'}")
+    print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
 def cmd_hpo(a):
     from dataclasses import replace
@@ -196,28 +183,11 @@ def cmd_runs(a):
         print(f"\npage: {w['index']} (open it in a browser)   table: {w['csv']}")
 def _names(s: str) -> tuple: return tuple(x.strip().replace('-', '_') for x in s.split(',') if x.strip())
 
-def _cv_data(cv: Path) -> str:
-    "The data folder a CV folder was run on, from its config.yaml."
-    from maskcls.config import load_config
-    f = cv / 'config.yaml'
-    if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
-    return load_config(f).data
-
 def cmd_suspects(a):
-    from maskcls.runs import new_run_dir
-    from maskcls.suspects import write_fixed, write_suspects
-    if a.write_fixed and a.write_fixed.exists():      # before any work: the copy never overwrites
-        raise FileExistsError(f'{a.write_fixed} already exists: --write-fixed writes a new folder; choose another')
-    out = new_run_dir(a.out)
-    w = write_suspects(a.cv, out, n=a.top, method=a.method, adjust=not a.no_thresholds,
-                       attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline)
-    print(f"{len(w['people'])} people ranked, {w['flagged']} flagged by confident learning: {out / 'suspects.csv'}; "
-          f"photos of the top {min(a.top, len(w['people']))}: {w['page']} (open it in a browser)")
-    if a.write_fixed:
-        data = a.data or _cv_data(a.cv)
-        fixes = write_fixed(data, w['units'], a.write_fixed, _names(a.fix), a.min_score)
-        print(f"corrected copy of {data} in {a.write_fixed}/ ({len(fixes)} fixes, listed in "
-              f"{a.write_fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {a.write_fixed}")
+    from maskcls.suspects import suspects_files
+    print(suspects_files(a.cv, a.out, n=a.top, method=a.method, adjust=not a.no_thresholds,
+                         attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline,
+                         write_fixed_to=a.write_fixed, fix=_names(a.fix), min_score=a.min_score, data=a.data))
 
 def cmd_demo(a):
     from maskcls.demo import DEMO_PRESETS, run_demo
