@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .labels import Task, scores
 from .augment import Augment
@@ -86,7 +86,7 @@ def average_state_dicts(state_dicts, weights=None) -> dict:
 def average_checkpoints(files, progress: bool = True) -> tuple[dict, list[dict]]:
     "The uniform average of the weights in checkpoint `files`, and each file's epoch and validation score."
     sds, members = [], []
-    for p in tqdm(files, desc='loading checkpoints', disable=not progress, leave=False):
+    for p in progress_bar(files, desc='loading checkpoints', disable=not progress, leave=False):
         c = load_checkpoint(p)                                  # a damaged file: CheckpointError naming it
         if not isinstance(c, dict) or 'model' not in c:
             raise CheckpointError(p, 'holds no model weights', 'pass the checkpoints of a maskcls run')
@@ -113,7 +113,7 @@ def recompute_bn(model: nn.Module, dl,      # a loader yielding (xb, ...) batche
     model.train()
     dev = next(model.parameters()).device
     try:
-        for b in tqdm(dl, desc='BatchNorm statistics', disable=not progress, leave=False): model(b[0].to(dev))
+        for b in progress_bar(dl, desc='BatchNorm statistics', disable=not progress, leave=False): model(b[0].to(dev))
     finally:
         for m, mo in zip(bns, momenta): m.momentum = mo
         model.train(was_training)
@@ -213,5 +213,5 @@ def average_folder(path, df: pd.DataFrame, out,  # a run or CV folder, the data 
         return dict(out=out, runs=pd.DataFrame([average_run(path, df, out, **kw)], index=[path.name]), oof=None)
     save_task(load_task(path), out)
     for name in ('config.yaml', 'folds.csv'): write_text(out / name, (path / name).read_text(encoding='utf-8'))
-    rows = [average_run(d, df, out / d.name, **kw) for d in tqdm(dirs, desc='folds', disable=not progress)]
+    rows = [average_run(d, df, out / d.name, **kw) for d in progress_bar(dirs, desc='folds', disable=not progress)]
     return dict(out=out, runs=pd.DataFrame(rows, index=[d.name for d in dirs]), oof=score_oof(out))

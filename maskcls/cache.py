@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .files import atomic_write, die_with_parent, disk_full
 
@@ -160,7 +160,7 @@ class ImageCache:
         chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
         args = (str(self.file), self.size, self.fit, self.background)
         workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-        bar = tqdm(total=len(todo), desc=f'decoding {len(todo)} images', disable=not progress or not todo)
+        bar = progress_bar(total=len(todo), desc=f'decoding {len(todo)} images', disable=not progress or not todo)
         def take(results):
             nonlocal ok, saved
             for row, p, st, err in results:

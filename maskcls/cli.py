@@ -4,75 +4,27 @@
 
 # %% ../nbs/90_cli.ipynb #7ed2358b
 from __future__ import annotations
-import argparse, json, sys, threading, time
-from dataclasses import replace
+import argparse, sys, threading
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
-import yaml
-
-from .labels import ATTRIBUTES, OLD_AGE, attribute_index, scores
-from .files import fault_line, file_fault, new_run_dir, write_csv, write_text
-from .layout import (LayoutError, eval_root, for_task, read_eval, read_image_folder, read_images, read_train,
-                            task_of)
-from .synth import make_dataset
-from .eda import write_eda
-from .config import Config, ConfigError, add_config_args, config_from_args, load_config
-from .models import check_model_name
-from .runtime import setup_distributed
-from .runs import load_task, resumable, run_dirs
-from .train import train_run
-from .cv import run_cv
-from .splits import split_for
-from .tta import TTA_PRESETS
-from .inference import predict_dir, tta_oof
-from .pseudo import DEFAULT_THRESHOLDS, make_pseudo
-from .submission import (ENSEMBLE_METHODS, compose_files, compose_oof, ensemble_files, write_predictions,
-                                write_submission)
-from .compare import write_compare_report
-from .average import average_folder
-from .hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS, SPACE
-from .hpo_workers import RETRIES, STUDY_NAME, tune
-from .experiments import format_runs, runs_table, write_runs_page
-from .pages import write_index
-from .suspects import FIXABLE, METHODS, write_fixed, write_suspects
-
-
 # %% auto #0
-__all__ = ['DEMO_PRESETS', 'COMMANDS', 'read_data', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv',
-           'read_predict_data', 'cmd_predict', 'cmd_compose', 'cmd_average', 'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo',
-           'cmd_compare', 'cmd_runs', 'cmd_suspects', 'demo_table', 'cmd_demo', 'build_parser', 'main']
-
-# %% ../nbs/90_cli.ipynb #0345cba7
-def _summary(df) -> str:
-    r = df.attrs.get('report', {})
-    if 'classes' in r:   # an ImageFolder tree
-        return (f"{r['images']} images of {r['classes']} classes in {r['root']} "
-                f"({r.get('skipped_junk', 0)} macOS junk entries skipped)")
-    return (f"{r.get('images', len(df))} images of {r.get('people', '?')} people in {r.get('root', '?')} "
-            f"({r.get('skipped_junk', 0)} macOS junk entries skipped, {r.get('label_fixes', 0)} label fixes)")
-
-def read_data(cfg: Config) -> pd.DataFrame:
-    """The training table for `cfg.data`: the competition layout if it has train/images, else an ImageFolder tree; with
-    the labels of one attribute when `cfg.task` asks for it."""
-    root = Path(cfg.data)
-    if (root / 'images').is_dir() or (root / 'train' / 'images').is_dir():
-        return for_task(read_train(root, fix_labels=cfg.fix_labels), cfg.task)
-    df = read_image_folder(root)
-    return for_task(df.assign(person=df['path']), cfg.task)   # no people: each image is its own group
+__all__ = ['COMMANDS', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv', 'cmd_predict', 'cmd_average',
+           'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo', 'cmd_compare', 'cmd_runs', 'cmd_suspects', 'cmd_demo',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #9f2ca5c7
 def cmd_synth(a):
+    from maskcls.synth import make_dataset
     s = make_dataset(a.out, people=a.people, eval_people=a.eval_people, seed=a.seed, noise=a.noise,
                      workers=a.workers, overwrite=a.overwrite)
     print(f"wrote {s['train_images']} train and {s['eval_images']} eval images to {a.out} in {s['seconds']:.1f}s")
 
 def cmd_validate(a):
+    import pandas as pd
+    from maskcls.layout import LayoutError, data_summary, read_eval, read_train
     try:
         df = read_train(a.data, check_pixels=not a.no_pixels, fix_labels=a.fix_labels, old_age=a.old_age)
-        print('train: ok,', _summary(df))
+        print('train: ok,', data_summary(df))
         if a.fix_labels and df.attrs['fixes']: print(pd.DataFrame(df.attrs['fixes']).to_string(index=False))
         ev = Path(a.data) / 'eval'
         if ev.exists(): print(f'eval: ok, {len(read_eval(ev, check_pixels=not a.no_pixels))} images')
@@ -80,36 +32,48 @@ def cmd_validate(a):
         print(e, file=sys.stderr); return 1
 
 def cmd_eda(a):
+    from maskcls.eda import write_eda
+    from maskcls.layout import data_summary, read_train
+    from maskcls.files import new_run_dir
     df = read_train(a.data, old_age=a.old_age)
     out = new_run_dir(a.out)
     w = write_eda(df, out, a.old_age)
-    print(f"{_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser")
+    print(f"{data_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser")
 
-def _check_model(name: str) -> str:
-    "`name` if `maskcls.models` can build it, else a ConfigError naming the option (config itself knows no models)."
-    try: return check_model_name(name)
-    except ValueError as e: raise ConfigError(f'model: {e}') from None
-
-def _config(a, base: Config | None = None, **overrides) -> Config:
+def _config(a, base=None, **overrides):
     "The Config of the command line `a`, its model name checked before any data is read or any folder made."
+    from maskcls.config import ConfigError, config_from_args
+    from maskcls.models import check_model_name
     cfg = config_from_args(a, base, **overrides)
-    _check_model(cfg.model)
+    try: check_model_name(cfg.model)                     # config itself knows no models (it never imports torchvision)
+    except ValueError as e: raise ConfigError(f'model: {e}') from None
     return cfg
 
+def _read(cfg):
+    "The training table of a command's Config."
+    from maskcls.layout import read_data
+    return read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels)
+
 def cmd_train(a):
+    import torch
+    from maskcls.splits import split_for
+    from maskcls.layout import data_summary, task_of
+    from maskcls.files import new_run_dir
+    from maskcls.runtime import setup_distributed
+    from maskcls.train import train_run
     cfg = _config(a, base=_load_run_config(Path(a.resume)) if a.resume else None)
     rank, world = setup_distributed(cfg.device)               # under torchrun: one process per GPU (or CPU, gloo)
-    df = read_data(cfg)
+    df = _read(cfg)
     tr, va = split_for(cfg, df)
     run = [Path(a.resume) if a.resume else (new_run_dir(cfg.out) if rank == 0 else None)]
     if world > 1: torch.distributed.broadcast_object_list(run)   # every process writes into process 0's new folder
     run = run[0]
     task = task_of(df)
     if rank == 0 and task.attributes:
-        print(f'{_summary(df)}\ntraining on {tr.person.nunique()} people ({len(tr)} images), validating on '
+        print(f'{data_summary(df)}\ntraining on {tr.person.nunique()} people ({len(tr)} images), validating on '
               f'{va.person.nunique()} ({len(va)}) in {world} process(es); run folder {run}/')
     elif rank == 0:
-        print(f"{_summary(df)}\nclasses: {', '.join(task.classes)}\n"
+        print(f"{data_summary(df)}\nclasses: {', '.join(task.classes)}\n"
               f"training on {len(tr)} images, validating on {len(va)} in {world} process(es); run folder {run}/")
     res = train_run(cfg, tr, va, run, resume=bool(a.resume), task=task)
     if rank == 0 and res['pseudo_images']:
@@ -119,7 +83,9 @@ def cmd_train(a):
                         f"(tensorboard --logdir {run.parent})")
     if world > 1: torch.distributed.destroy_process_group()
 
-def _load_run_config(run: Path) -> Config:
+def _load_run_config(run: Path):
+    from maskcls.config import load_config
+    from maskcls.runs import resumable
     if not resumable(run):
         raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
     return load_config(run / 'config.yaml')
@@ -130,94 +96,27 @@ def _devices(a) -> list:
     return []
 
 def cmd_cv(a):
+    from maskcls.cv import run_cv
+    from maskcls.labels import format_class_scores
+    from maskcls.layout import task_of
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
-    df = read_data(cfg)
+    df = _read(cfg)
     task = task_of(df)
     res = run_cv(cfg, df, cfg.out, devices=_devices(a), resume=a.resume, task=task)
     parts = ', '.join(f"{n} {res[f'f1_{n}']:.3f}" for n, _ in task.attributes)    # competition only
     print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} " + (f"({parts}) " if parts else '')
           + f"over {res['images']} images; per fold {', '.join(f'{v:.4f}' for v in res['folds'].values())}")
-    if not task.attributes: print('F1 per class: ' + _per_class(res, task))
-
-def read_predict_data(data, task) -> tuple[pd.DataFrame, Path | None]:
-    "Images to predict (`ImageID`, `path`, `label` if known) and the `info.csv` a submission follows (or None)."
-    data = Path(data)
-    info = eval_root(data) / 'info.csv'
-    if info.exists(): return read_eval(info.parent), info                    # the competition's eval layout
-    root = data / 'images' if (data / 'images').is_dir() and task.attributes else data   # its images/ without info.csv
-    return read_images(root, task.classes), None                             # a folder of images or an ImageFolder tree
+    if not task.attributes: print('F1 per class: ' + format_class_scores(res, task))
 
 def cmd_predict(a):
-    task = load_task(run_dirs(a.run)[0])
-    ev, info = read_predict_data(a.data, task)
-    r = predict_dir(a.run, ev, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
-    out = Path(a.out)
-    write_predictions(out, ev['ImageID'], r['probs'].numpy(), task.n_classes)
-    views = f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])})"
-    one = attribute_index(task)
-    if one is not None:                         # a model of one attribute: no submission of its own
-        ev = for_task(ev, task) if 'label' in ev and info is not None else ev
-        print(f"{views} -> {out} ({len(ev)} images, {task.name}: {', '.join(task.classes)}); no submission: compose "
-              f"it with the other attributes' files: maskcls ensemble --compose "
-              + ' '.join(str(out) if a == ATTRIBUTES[one] else a.upper() + '.csv' for a in ATTRIBUTES)
-              + (f" --info {info} --out OUT.csv" if info is not None else ' --out OUT.csv'))
-        if 'label' in ev and info is not None:
-            s = scores(ev['label'].to_numpy(), r['probs'].numpy(), task)
-            print(f"against {info.parent}/gt.csv (synthetic data only), {task.name}: {_fmt(s)}")
-        return
-    if info is not None:
-        sub = out.with_name(out.stem + '_submission.csv')
-        write_submission(sub, info, ev['ImageID'], r['probs'].argmax(1).numpy())
-        print(f"{views} -> {out} and {sub}")
-    else: print(f"{views} -> {out} ({len(ev)} images, {task.n_classes} classes); "
-                f"no info.csv in {a.data}, so no submission file")
-    rep = ev.attrs.get('report', {})
-    if 'label' in ev and info is not None:
-        s = scores(ev['label'].to_numpy(), r['probs'].numpy())
-        print(f"against {info.parent}/gt.csv (synthetic data only): {_fmt(s)}")
-    elif 'label' in ev:
-        s = scores(ev['label'].to_numpy(), r['probs'].numpy(), task)
-        print(f"against the folder names (ImageFolder tree): {_fmt(s)}"
-              + ('' if task.attributes else f"; F1 per class: {_per_class(s, task)}"))
-    elif rep.get('folders'):
-        print(f"not scored: folders {rep['folders'][:5]} are not all classes of the run "
-              f"({', '.join(task.classes[:5])}...)")
+    from maskcls.inference import predict_files
+    print(predict_files(a.run, a.data, a.out, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
-def _fmt(s: dict) -> str: return f"macro F1 {s['f1']:.4f}, accuracy {s['acc']:.4f}"
-
-def _per_class(s: dict, task) -> str: return ', '.join(f"{c} {s[f'f1_{c}']:.3f}" for c in task.classes)
-
-def _compose_inputs(paths) -> list:
-    "Files to compose: a CV folder stands for its `oof.csv`, checked to be of the attribute its place says."
-    out = []
-    for p, name in zip(paths, ATTRIBUTES):
-        if p.is_dir():
-            task = load_task(p)
-            if attribute_index(task) != ATTRIBUTES.index(name):
-                raise ValueError(f'{p} holds a run of task {task.name!r}, but a {name} model goes in this place: pass '
-                                 'the mask, gender and age runs, in that order')
-            p = p / 'oof.csv'
-        out.append(p)
-    return out
-
-def cmd_compose(a):
-    "The 18-class predictions (or OOF file) composed from the files of a mask, a gender and an age model."
-    files, out = _compose_inputs(a.compose), Path(a.out)
-    head = pd.read_csv(files[0], nrows=0).columns if files[0].is_file() else []
-    if 'path' in head and 'label' in head:                                # out-of-fold files of three CV runs
-        oof = compose_oof(files)
-        write_csv(oof, out, index=False, float_format='%.7g')
-        s = scores(oof['label'].to_numpy(), oof.filter(regex=r'^p\d+$').to_numpy())
-        print(f"composed out-of-fold predictions of {len(oof)} images -> {out}; {_fmt(s)} "
-              f"(mask {s['f1_mask']:.3f}, gender {s['f1_gender']:.3f}, age {s['f1_age']:.3f})")
-        return
-    r = compose_files(files, a.info)
-    write_predictions(out, r['ids'], r['probs'])
-    if a.info:
-        sub = out.with_name(out.stem + '_submission.csv')
-        write_submission(sub, a.info, r['ids'], r['labels'])
-    print(f"composed mask x gender x age of {len(r['ids'])} images -> {out}" + (f' and {sub}' if a.info else ''))
 def cmd_average(a):
+    from dataclasses import replace
+    from maskcls.average import average_folder
+    from maskcls.config import load_config
+    from maskcls.runs import run_dirs
     dirs = run_dirs(a.run)
     cfg = load_config(dirs[0] / 'config.yaml')
     if a.data: cfg = replace(cfg, data=str(a.data))
@@ -226,8 +125,8 @@ def cmd_average(a):
     out = a.out or run.with_name(f"{run.name}_{f'swa{a.swa}' if a.swa is not None else f'top{top}'}")
     what = f'the last {a.swa} epochs (SWA)' if a.swa is not None else f'the {top} best checkpoints'
     print(f"averaging {what} of {len(dirs)} run(s) in {a.run}" + (' (each fold)' if dirs != [Path(a.run)] else ''))
-    res = average_folder(a.run, read_data(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
-                         device=a.device, cache_dir=a.cache_dir, data=a.data)
+    res = average_folder(a.run, _read(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
+                  device=a.device, cache_dir=a.cache_dir, data=a.data)
     t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
     print('validation macro F1 (each run on its own validation people):\n'
           + t.rename(columns=dict(best_single_f1='best single', valid_f1_bn_averaged='averaged, BN averaged',
@@ -236,50 +135,30 @@ def cmd_average(a):
     print(f"averaged run in {res['out']}/: maskcls predict --run {res['out']} --data <eval folder> --out <file>")
 
 def cmd_ensemble(a):
+    from maskcls.submission import compose_report, ensemble_report
     if a.compose:
         if a.files: raise ValueError('give either member files to vote on or --compose MASK GENDER AGE, not both')
-        return cmd_compose(a)
+        return print(compose_report(a.compose, a.out, a.info))
     if not a.files:
         raise ValueError('no member files: give prediction files or submissions, or --compose MASK GENDER AGE')
     w = [float(x) for x in a.weights.split(',')] if a.weights else None
-    r = ensemble_files(a.files, a.method, w, a.oof, a.info)
-    out = Path(a.out)
-    if r['probs'] is not None: write_predictions(out, r['ids'], r['probs'], r['probs'].shape[1])
-    if a.info:
-        sub = out if r['probs'] is None else out.with_name(out.stem + '_submission.csv')
-        write_submission(sub, a.info, r['ids'], r['labels'])
-    elif r['probs'] is None: write_csv(pd.DataFrame(dict(ImageID=r['ids'], ans=r['labels'])), out, index=False)
-    if a.method == 'stack':
-        print(f"stack of {len(a.files)} files -> {out}; out-of-fold macro F1: stack {r['oof_score']:.4f} (its own "
-              f"cross validation, grouped by person), soft vote {r['soft_oof_score']:.4f}, members "
-              f"{', '.join(f'{s:.4f}' for s in r['member_oof_scores'])}")
-        return
-    print(f"{a.method} vote of {len(a.files)} files -> {out}"
-          + (f"; weights {np.round(r['weights'], 3).tolist()}" if r['weights'] is not None else '')
-          + (f"; OOF macro F1 of the selection {r['oof_score']:.4f}" if 'oof_score' in r else ''))
+    print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info))
 
 def cmd_pseudo(a):
-    task = load_task(run_dirs(a.run)[0])
-    ev, _ = read_predict_data(a.data, task)
+    from maskcls.pseudo import pseudo_files
     th = dict(mask=a.mask, gender=a.gender, age=a.age)
-    r = make_pseudo(a.run, ev, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
-    s, out = r['summary'], r['out']
-    passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())
-    print(f"kept {s['kept']} of {s['images']} images ({s['kept_share']:.0%}): every attribute reached its threshold "
-          f"(mask {a.mask:g}, gender {a.gender:g}, age {a.age:g}; passed: {passed})")
-    if 'answers' in s and s['kept']:
-        print(f"against {a.data} answers (synthetic data only): {s['answers']['kept_correct']:.1%} of the kept "
-              f"labels are right, {s['answers']['all_correct']:.1%} of all")
-    print(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: {out / 'pseudo.json'}; "
-          f"figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) ... --pseudo "
-          f"{out / 'pseudo.csv'}")
+    print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
 def cmd_hpo(a):
+    from dataclasses import replace
+    import yaml
+    from maskcls.hpo import SPACE
+    from maskcls.hpo_workers import tune
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/hpo'}))
     folder = Path(cfg.out)
     base = replace(cfg, out=str(folder / 'best'))   # `maskcls train --config <folder>/best_config.yaml` trains there
     space = yaml.safe_load(Path(a.space).read_text()) if a.space else SPACE
-    study = tune(base, read_data(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search,
+    study = tune(base, _read(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search,
                  pruner=a.pruner, seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True,
                  storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus, retries=a.retries)
     out = folder if a.storage else Path(study.user_attrs['out'])   # a shared study's commands share their folder
@@ -289,10 +168,13 @@ def cmd_hpo(a):
           f"the page of the search: {out / 'index.html'} (open it in a browser)")
 
 def cmd_compare(a):
+    from maskcls.compare import write_compare_report
+    from maskcls.files import new_run_dir
     w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
     print(f"report: {w['index']} (open it in a browser)")
 
 def cmd_runs(a):
+    from maskcls.experiments import format_runs, runs_table, write_runs_page
     t = runs_table(*a.dirs)
     if a.sort != 'f1' and len(t):        # runs_table sorts by macro F1, best first
         t = t.sort_values(a.sort, ascending=a.sort == 'run', kind='stable').reset_index(drop=True)
@@ -302,91 +184,17 @@ def cmd_runs(a):
         print(f"\npage: {w['index']} (open it in a browser)   table: {w['csv']}")
 def _names(s: str) -> tuple: return tuple(x.strip().replace('-', '_') for x in s.split(',') if x.strip())
 
-def _cv_data(cv: Path) -> str:
-    "The data folder a CV folder was run on, from its config.yaml."
-    f = cv / 'config.yaml'
-    if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
-    return load_config(f).data
-
 def cmd_suspects(a):
-    if a.write_fixed and a.write_fixed.exists():      # before any work: the copy never overwrites
-        raise FileExistsError(f'{a.write_fixed} already exists: --write-fixed writes a new folder; choose another')
-    out = new_run_dir(a.out)
-    w = write_suspects(a.cv, out, n=a.top, method=a.method, adjust=not a.no_thresholds,
-                       attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline)
-    print(f"{len(w['people'])} people ranked, {w['flagged']} flagged by confident learning: {out / 'suspects.csv'}; "
-          f"photos of the top {min(a.top, len(w['people']))}: {w['page']} (open it in a browser)")
-    if a.write_fixed:
-        data = a.data or _cv_data(a.cv)
-        fixes = write_fixed(data, w['units'], a.write_fixed, _names(a.fix), a.min_score)
-        print(f"corrected copy of {data} in {a.write_fixed}/ ({len(fixes)} fixes, listed in "
-              f"{a.write_fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {a.write_fixed}")
-
-
-# %% ../nbs/90_cli.ipynb #3f26a070
-DEMO_PRESETS = dict(
-    quick=dict(people=300, model='tiny', img_size=(64, 48), epochs=10, batch_size=32, lr=3e-3),
-    full=dict(people=2700, model='resnet18', img_size=(256, 192), epochs=20, batch_size=128, lr=1e-3, ema=0.999,
-              mix='cutmix'),
-)
-
-def demo_table(ev: pd.DataFrame, r: dict, seconds: dict) -> pd.DataFrame:
-    "Macro F1 and accuracy against the eval answers: one fold, the fold ensemble, the fold ensemble with TTA."
-    y = ev['label'].to_numpy()
-    ident = [v[0] for v in r['member_views']]            # view 0 is the identity
-    rows = {'single fold (fold 0)': ident[0].numpy(),
-            f'fold ensemble ({len(ident)} folds)': torch.stack(ident).mean(0).numpy(),
-            f'fold ensemble + TTA ({"+".join(r["names"])})': r['probs'].numpy()}
-    t = pd.DataFrame({k: scores(y, p) for k, p in rows.items()}).T[['f1', 'acc', 'f1_mask', 'f1_gender', 'f1_age']]
-    t['seconds'] = [seconds['train'] / len(ident) + seconds['predict'] / len(ident) / len(r['names']),
-                    seconds['train'] + seconds['predict'] / len(r['names']), seconds['train'] + seconds['predict']]
-    return t.rename(columns=dict(f1='macro F1', acc='accuracy'))
+    from maskcls.suspects import suspects_files
+    print(suspects_files(a.cv, a.out, n=a.top, method=a.method, adjust=not a.no_thresholds,
+                         attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline,
+                         write_fixed_to=a.write_fixed, fix=_names(a.fix), min_score=a.min_score, data=a.data))
 
 def cmd_demo(a):
-    t0 = time.time()
-    typed = {k: v for k, v in vars(a).items() if k in DEMO_PRESETS['quick'] and v is not None}
-    preset = {**DEMO_PRESETS['full' if a.full else 'quick'], **typed}
-    _check_model(preset['model'])                          # before minutes of data generation
-    data = Path(a.data)
-    if not (data / 'train' / 'images').exists():
-        print(f"generating the synthetic dataset in {data}/ ({preset['people']} people) ...")
-        s = make_dataset(data, people=preset['people'], eval_people=a.eval_people, seed=a.seed)
-        print(f"  {s['train_images']} train and {s['eval_images']} eval images in {s['seconds']:.0f}s")
-    else: print(f'using the dataset already in {data}/')
-    df, ev = read_train(data), read_eval(data / 'eval')
-    print(f'train: {_summary(df)}\neval: {len(ev)} images' + (' with answers (gt.csv)' if 'label' in ev else ''))
-    out = new_run_dir(a.out)
-    w = write_eda(df, out / 'eda')
-    print(f"EDA: {w['index']}")
-    cfg = Config(data=str(data), out=str(out / 'cv'), folds=a.folds, seed=a.seed, cache_dir=str(a.cache_dir),
-                 **{k: v for k, v in preset.items() if k != 'people'}, **({'device': a.device} if a.device else {}))
-    t1 = time.time()
-    cv = run_cv(cfg, df, out / 'cv', devices=_devices(a))
-    t2 = time.time()
-    print(f"cross validation: out-of-fold macro F1 {cv['f1']:.4f}, accuracy {cv['acc']:.4f} ({t2 - t1:.0f}s)")
-    r = predict_dir(out / 'cv', ev, views=a.tta, device=a.device or None)
-    t3 = time.time()
-    write_predictions(out / 'predictions.csv', ev['ImageID'], r['probs'].numpy())
-    write_submission(out / 'submission.csv', eval_root(data) / 'info.csv', ev['ImageID'], r['probs'].argmax(1).numpy())
-    res = dict(oof=cv.as_dict(), seconds=dict(total=None, train=t2 - t1, predict=t3 - t2), config=preset)
-    if 'label' in ev:
-        table = demo_table(ev, r, res['seconds'])
-        write_csv(table.round(4), out / 'results.csv')
-        print('\neval set (synthetic answers), models never saw these people:\n' + table.round(4).to_string())
-        res['table'] = table.round(4).to_dict('index')
-    oof_tta = tta_oof(out / 'cv', df, a.tta, merges=('mean',), device=a.device or None)[['f1', 'acc']].round(4)
-    write_csv(oof_tta, out / 'tta_oof.csv')
-    print('\ntest-time augmentation on the out-of-fold predictions (each fold on its own validation people):\n'
-          + oof_tta.to_string())
-    res['tta_oof'] = oof_tta.to_dict('index')
-    res['seconds']['total'] = time.time() - t0
-    write_text(out / 'results.json', json.dumps(res, indent=1, default=float))
-    print(f"\nsubmission: {out / 'submission.csv'}   probabilities: {out / 'predictions.csv'}\n"
-          f"figures: {w['index']}, {out / 'cv' / 'oof_confusion.png'}\n"
-          f"training curves: tensorboard --logdir {out / 'cv'} "
-          f"(add --host 0.0.0.0 --port 6006 on a remote machine)\n"
-          f"done in {time.time() - t0:.0f}s; everything is in {out}/, listed in "
-          f"{write_index(out, f'maskcls demo {out.name}: {len(df)} images, {a.folds}-fold CV, ' + preset['model'])}")
+    from maskcls.demo import DEMO_PRESETS, run_demo
+    preset = {k: getattr(a, k) for k in DEMO_PRESETS['quick'] if getattr(a, k, None) is not None}   # typed options
+    run_demo(a.data, a.out, full=a.full, eval_people=a.eval_people, folds=a.folds, tta=a.tta, device=a.device,
+             seed=a.seed, cache_dir=a.cache_dir, devices=_devices(a), **preset)
 
 # %% ../nbs/90_cli.ipynb #69253928
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -407,6 +215,7 @@ def _synth_args(p):
     p.add_argument('--overwrite', action='store_true', help='write into a non-empty folder')
 
 def _validate_args(p):
+    from maskcls.labels import OLD_AGE
     p.add_argument('--data', required=True, type=Path, help='folder holding train/ (and eval/)')
     p.add_argument('--no-pixels', action='store_true',
                    help='skip decoding every image (faster, misses truncated files)')
@@ -414,6 +223,7 @@ def _validate_args(p):
     p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
 
 def _eda_args(p):
+    from maskcls.labels import OLD_AGE
     p.add_argument('--data', required=True, type=Path, help='folder holding train/')
     p.add_argument('--out', type=Path, default=Path('runs/eda'), help='output folder (a new one if taken)')
     p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
@@ -425,16 +235,19 @@ def _device_args(p):
                                                  '(e.g. cuda:0,cuda:1 or cpu,cpu; default: none)')
 
 def _train_args(p):
+    from maskcls.config import add_config_args
     add_config_args(p)
     p.add_argument('--resume', type=Path, default=None,
                    help='continue the interrupted run in this folder (default: none, a new run)')
 
 def _cv_args(p):
+    from maskcls.config import add_config_args
     add_config_args(p); _device_args(p)
     p.add_argument('--resume', action='store_true',
                    help='continue the CV folder --out: skip finished folds, resume the interrupted one')
 
 def _predict_args(p):
+    from maskcls.tta import TTA_PRESETS
     p.add_argument('--run', required=True, type=Path, help='a training run folder, or a CV folder (its folds vote)')
     p.add_argument('--data', required=True, type=Path,
                    help='the eval/ folder (info.csv + images/) or the folder holding it; or any folder of images, '
@@ -468,6 +281,7 @@ def _average_args(p):
     p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
 
 def _ensemble_args(p):
+    from maskcls.submission import ENSEMBLE_METHODS
     p.add_argument('files', nargs='*', type=Path,
                    help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans) '
                         '(default: none; required unless --compose)')
@@ -483,6 +297,7 @@ def _ensemble_args(p):
     p.add_argument('--out', required=True, type=Path, help='output file')
 
 def _pseudo_args(p):
+    from maskcls.pseudo import DEFAULT_THRESHOLDS
     _predict_args(p)
     out = next(x for x in p._actions if x.dest == 'out')
     out.required, out.default = False, Path('runs/pseudo')
@@ -498,6 +313,7 @@ def _compare_args(p):
     p.add_argument('--out', type=Path, default=Path('runs/compare'), help='report folder (a new one if taken)')
 
 def _suspects_args(p):
+    from maskcls.suspects import FIXABLE, METHODS
     p.add_argument('--cv', required=True, type=Path, help='a CV folder of `maskcls cv` (holding oof.csv)')
     p.add_argument('--out', type=Path, default=Path('runs/suspects'), help='output folder (a new one if taken)')
     p.add_argument('--top', type=int, default=50,
@@ -522,6 +338,9 @@ def _int_list(s: str) -> list:
     except ValueError: raise argparse.ArgumentTypeError(f'expected numbers separated by commas, e.g. 0,1; got {s!r}')
 
 def _hpo_args(p):
+    from maskcls.config import add_config_args
+    from maskcls.hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS
+    from maskcls.hpo_workers import RETRIES, STUDY_NAME
     add_config_args(p)
     p.add_argument('--space', type=Path, default=None,
                    help='YAML search space, e.g. "lr: [log, 1.0e-4, 3.0e-2]" (default: maskcls.hpo.SPACE)')
@@ -554,6 +373,7 @@ def _hpo_args(p):
                    help='times a trial whose process died is run again')
 
 def _preset(k: str) -> str:
+    from maskcls.demo import DEMO_PRESETS
     return f"(default: {DEMO_PRESETS['quick'][k]} quick, {DEMO_PRESETS['full'][k]} full)"
 
 def _runs_args(p):
@@ -608,24 +428,34 @@ COMMANDS = dict(   # name: (function, what it does, the function that adds its o
           _demo_args),
 )
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `maskcls` parser: one subcommand per entry of `COMMANDS`."
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The `maskcls` parser: one subcommand per entry of `COMMANDS`, with the options of those in `commands` (default:
+    all); a command's options are only added when it is named, so parsing imports no more than that command needs."""
     doc = 'Mask / gender / age classification: data, training, cross validation, ensembles.'
     p = argparse.ArgumentParser(prog='maskcls', description=doc, formatter_class=_Help)
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name, (func, what, add_args) in COMMANDS.items():
         s = sub.add_parser(name, help=what, description=what, formatter_class=_Help)
-        add_args(s)
+        if commands is None or name in commands: add_args(s)
         s.set_defaults(func=func)
     return p
 
+def _command_of(argv) -> str | None:
+    "The command a command line names: its first word that is not an option (`maskcls` itself takes only --help)."
+    return next((str(w) for w in argv if not str(w).startswith('-')), None)
+
 def _run_cache(run) -> str:
     "The image cache folder recorded in `run`'s settings, else the default one."
+    from maskcls.config import Config, load_config
     try: return load_config(Path(run) / 'config.yaml').cache_dir
     except Exception: return Config().cache_dir
 
 def _fault_line(a, e: BaseException) -> str | None:
     "One line for a file that could not be written (full disk, read-only or removed folder): which, and how to go on."
+    from maskcls.files import fault_line, file_fault
+    if file_fault(e) is None: return None
+    from maskcls.config import Config
+    from maskcls.runs import resumable
     resume = a.resume if isinstance(getattr(a, 'resume', None), Path) else None
     out = resume or getattr(a, 'out', None) or (Config().out if a.command == 'train' else None)
     given = resume or getattr(a, 'run', None)                  # a run whose settings name the cache
@@ -642,16 +472,20 @@ def _fault_line(a, e: BaseException) -> str | None:
 
 def _quiet_file_fault(args):
     "A background thread (TensorBoard's writer) that died of a file fault: no traceback; the command reports it once."
+    from maskcls.files import file_fault
     if file_fault(args.exc_value) is None: threading.__excepthook__(args)
 
 def main(argv=None) -> int:
     "Entry point of the `maskcls` command."
-    a = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    a = build_parser([_command_of(argv)]).parse_args(argv)
     threading.excepthook = _quiet_file_fault
     try: return a.func(a) or 0
     except Exception as e:
         line = _fault_line(a, e)                # a full disk, a read-only or removed folder: one line, no traceback
         if line is not None: print(f'maskcls {a.command}: {line}', file=sys.stderr); return 1
+        from maskcls.config import ConfigError
+        from maskcls.layout import LayoutError
         if not isinstance(e, (ConfigError, LayoutError, FileNotFoundError, FileExistsError, ValueError)): raise
         print(f'maskcls {a.command}: {e}', file=sys.stderr)     # a message, no traceback
         return 2

@@ -15,9 +15,9 @@ import pandas as pd
 import sqlalchemy
 import torch
 from optuna.trial import TrialState
-from tqdm.auto import tqdm
 
 from .files import atomic_write, die_with_parent, new_run_dir
+from .progress import progress_bar
 from .config import Config, config_from_dict
 from .splits import folds_for, split_for
 from .hpo import OBJECTIVES, check_space, grid_space, make_pruner, make_sampler, suggest
@@ -228,7 +228,7 @@ def _supervise(jobs: int, gpus, study: optuna.Study, target, retries: int, progr
                         kwargs=dict(kw, parent=os.getpid(), verbosity=optuna.logging.get_verbosity()))
         p.start(); return p
     procs, restarts, errors = {k: start(k) for k in range(jobs)}, 0, []
-    bar = tqdm(total=target, desc=f'trials ({jobs} workers)', unit='trial', disable=not progress)
+    bar = progress_bar(total=target, desc=f'trials ({jobs} workers)', unit='trial', disable=not progress)
     try:
         while procs:
             time.sleep(0.5)

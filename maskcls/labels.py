@@ -14,7 +14,7 @@ __all__ = ['N_MASK', 'N_GENDER', 'N_AGE', 'N_CLASSES', 'MASK_NAMES', 'GENDER_NAM
            'MASK_STEMS', 'CLASS_NAMES', 'PROB_COLS', 'MASK_TASK', 'ATTRIBUTES', 'TASK_CHOICES', 'Mask', 'Gender',
            'AgeGroup', 'mask_from_stem', 'gender_from_str', 'age_group', 'encode', 'decode', 'class_name', 'prob_cols',
            'short_name', 'Task', 'attribute_task', 'attribute_index', 'marginals', 'joint', 'macro_f1', 'Score',
-           'score', 'scores', 'confusion', 'few', 'frequency_weights']
+           'score', 'scores', 'confusion', 'format_scores', 'format_class_scores', 'few', 'frequency_weights']
 
 # %% ../nbs/00_labels.ipynb #ad777390
 class Mask(IntEnum):
@@ -220,6 +220,15 @@ def confusion(y, pred, n_classes: int = N_CLASSES) -> np.ndarray:
     "`n_classes` x `n_classes` confusion matrix (18 x 18 in the competition): rows are true classes, columns predicted."
     from sklearn.metrics import confusion_matrix
     return confusion_matrix(_labels(y), _labels(pred), labels=np.arange(n_classes))
+
+# %% ../nbs/00_labels.ipynb #8316bda8
+def format_scores(s: dict) -> str:
+    "Macro F1 and accuracy of a `scores` dict, as the commands print them."
+    return f"macro F1 {s['f1']:.4f}, accuracy {s['acc']:.4f}"
+
+def format_class_scores(s: dict, task: Task) -> str:
+    "The F1 of each class of `task` in a `scores` dict (`f1_<class>`), by name."
+    return ', '.join(f"{c} {s[f'f1_{c}']:.3f}" for c in task.classes)
 
 # %% ../nbs/00_labels.ipynb #44dc3d1f
 def few(xs, n: int = 5) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .labels import (ATTRIBUTES, MASK_STEMS, MASK_TASK, N_CLASSES, OLD_AGE, Gender, Mask, Task, age_group,
                             attribute_index, attribute_task, decode, encode, few, gender_from_str)
@@ -21,7 +21,8 @@ from .labels import (ATTRIBUTES, MASK_STEMS, MASK_TASK, N_CLASSES, OLD_AGE, Gend
 __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER_FIXES', 'MASK_SWAP_IDS', 'Problem',
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
            'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'eval_root', 'read_eval',
-           'read_image_folder', 'task_of', 'for_task', 'training_labels', 'read_pseudo', 'check_pseudo', 'read_images']
+           'read_image_folder', 'task_of', 'for_task', 'training_labels', 'read_pseudo', 'check_pseudo', 'read_images',
+           'read_data', 'read_predict_data', 'data_summary']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -156,7 +157,7 @@ def check_images(paths, workers: int | None = None, progress: bool = True) -> li
     "Problems for every image in `paths` that does not decode."
     paths = list(paths)
     with ThreadPoolExecutor(workers) as ex:
-        res = list(tqdm(ex.map(check_image, paths), total=len(paths), desc='checking images', disable=not progress))
+        res = list(progress_bar(ex.map(check_image, paths), total=len(paths), desc='checking images', disable=not progress))
     return [Problem(str(p), r) for p, r in zip(paths, res) if r]
 
 # %% ../nbs/01_layout.ipynb #30d03159
@@ -270,7 +271,8 @@ def read_eval(root, check_pixels: bool = False, workers: int | None = None, prog
 
 # %% ../nbs/01_layout.ipynb #12976814
 def read_image_folder(root, exts=IMG_EXTS) -> pd.DataFrame:
-    "`path`, `label` and `class_name` for every image in an ImageFolder tree `root/<class>/<image>`."
+    """`path`, `label`, `class_name` and `person` for every image in an ImageFolder tree `root/<class>/<image>`; with no
+    people, each image is its own group (`person` is its path), so person-level splits work on it as they are."""
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f'{root} is not a folder: expected root/<class>/<image> files')
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not is_junk(d.name))
@@ -285,7 +287,7 @@ def read_image_folder(root, exts=IMG_EXTS) -> pd.DataFrame:
             if f.suffix.lower() not in exts:
                 problems.append(Problem(str(f),
                                         f'unknown file: expected images with extension {"/".join(exts)}')); continue
-            rows.append(dict(path=str(f), label=label, class_name=c)); n += 1
+            rows.append(dict(path=str(f), label=label, class_name=c, person=str(f))); n += 1
         if n == 0: problems.append(Problem(str(root / c), 'class folder holds no images'))
     if problems: raise LayoutError(problems, root)
     df = pd.DataFrame(rows)
@@ -404,3 +406,31 @@ def read_images(root, classes=None, exts=IMG_EXTS) -> pd.DataFrame:
     if labelled: df['label'] = [list(classes).index(p[0]) for p in parts]
     df.attrs['report'] = dict(root=str(root), images=len(df), skipped_junk=junk, folders=folders, labelled=labelled)
     return df
+
+# %% ../nbs/01_layout.ipynb #a163d58c
+def read_data(root, task='all', fix_labels: bool = False, old_age: int = OLD_AGE, check_pixels: bool = False,
+              progress: bool = True) -> pd.DataFrame:
+    """The training table of `root`: the competition layout if it has `train/images` (or `images`), else an ImageFolder
+    tree; with the labels of one attribute when `task` (a name in `TASK_CHOICES` or a `Task`) asks for it."""
+    root = Path(root)
+    if (root / 'images').is_dir() or (root / 'train' / 'images').is_dir():
+        df = read_train(root, check_pixels=check_pixels, fix_labels=fix_labels, old_age=old_age, progress=progress)
+    else: df = read_image_folder(root)
+    return for_task(df, task)
+
+def read_predict_data(data, task: Task = MASK_TASK) -> tuple[pd.DataFrame, Path | None]:
+    "Images to predict (`ImageID`, `path`, `label` if known) and the `info.csv` a submission follows (or None)."
+    data = Path(data)
+    info = eval_root(data) / 'info.csv'
+    if info.exists(): return read_eval(info.parent), info                    # the competition's eval layout
+    root = data / 'images' if (data / 'images').is_dir() and task.attributes else data   # its images/ without info.csv
+    return read_images(root, task.classes), None                             # a folder of images or an ImageFolder tree
+
+def data_summary(df: pd.DataFrame) -> str:
+    "One line on a table `read_data` read: images, people or classes, folder, junk skipped, label fixes."
+    r = df.attrs.get('report', {})
+    if 'classes' in r:   # an ImageFolder tree
+        return (f"{r['images']} images of {r['classes']} classes in {r['root']} "
+                f"({r.get('skipped_junk', 0)} macOS junk entries skipped)")
+    return (f"{r.get('images', len(df))} images of {r.get('people', '?')} people in {r.get('root', '?')} "
+            f"({r.get('skipped_junk', 0)} macOS junk entries skipped, {r.get('label_fixes', 0)} label fixes)")

@@ -16,10 +16,11 @@ from .labels import N_CLASSES, decode, encode, marginals
 from .runs import load_task, run_dirs
 from .files import new_run_dir, save_figure, write_csv, write_text
 from .inference import predict_dir
+from .layout import read_predict_data
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'DEFAULT_THRESHOLDS', 'check_thresholds', 'attribute_confidence', 'select_pseudo', 'pseudo_table',
-           'pseudo_summary', 'plot_confidence', 'make_pseudo']
+           'pseudo_summary', 'plot_confidence', 'make_pseudo', 'pseudo_files']
 
 # %% ../nbs/15a_pseudo.ipynb #2c192d96
 ATTRIBUTES = ('mask', 'gender', 'age')                       # the thresholds' keys
@@ -127,3 +128,22 @@ def make_pseudo(run, df: pd.DataFrame,     # a run or CV folder, and the images 
                 maskcls=__version__, **summary)
     write_text(out / 'pseudo.json', json.dumps(prov, indent=1))
     return dict(out=out, table=table, summary=summary, provenance=prov)
+
+# %% ../nbs/15a_pseudo.ipynb #c96748a6
+def pseudo_files(run, data,                # a run or CV folder; the folder of images to label
+                 out='runs/pseudo', thresholds=DEFAULT_THRESHOLDS, views='face', merge: str = 'mean', device=None,
+                 batch_size: int | None = None) -> str:
+    "Pseudo-label the images of `data` with `run` into the new folder `out` (`make_pseudo`); what `maskcls pseudo` prints."
+    ev, _ = read_predict_data(data, load_task(run_dirs(run)[0]))
+    r = make_pseudo(run, ev, out, thresholds, views, merge, device=device, batch_size=batch_size)
+    s, out, th = r['summary'], r['out'], {**DEFAULT_THRESHOLDS, **thresholds}
+    passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())
+    lines = [f"kept {s['kept']} of {s['images']} images ({s['kept_share']:.0%}): every attribute reached its threshold "
+             f"(mask {th['mask']:g}, gender {th['gender']:g}, age {th['age']:g}; passed: {passed})"]
+    if 'answers' in s and s['kept']:
+        lines.append(f"against {data} answers (synthetic data only): {s['answers']['kept_correct']:.1%} of the kept "
+                     f"labels are right, {s['answers']['all_correct']:.1%} of all")
+    lines.append(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
+                 f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
+                 f"... --pseudo {out / 'pseudo.csv'}")
+    return '\n'.join(lines)

@@ -8,16 +8,17 @@ import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .labels import ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, macro_f1, prob_cols
+from .labels import (ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, macro_f1, prob_cols,
+                            attribute_index, format_scores, scores)
 from .files import write_csv
+from .runs import load_task
 from .ensemble import (attribute_hard_vote, attribute_soft_vote, compose, fit_stack, gmean_vote, greedy_select,
                               hard_vote, rank_vote, soft_vote, stack_predict)
-
 
 # %% auto #0
 __all__ = ['ID', 'ANS', 'ENSEMBLE_METHODS', 'check_ids', 'read_info', 'check_probs', 'write_predictions', 'read_predictions',
            'write_submission', 'predictions_to_submission', 'check_answers', 'read_submission', 'read_oof_probs',
-           'read_oof_members', 'ensemble_files', 'compose_files', 'compose_oof']
+           'read_oof_members', 'ensemble_files', 'compose_files', 'compose_oof', 'compose_report', 'ensemble_report']
 
 # %% ../nbs/17_submission.ipynb #201d7116
 ID, ANS = 'ImageID', 'ans'
@@ -331,3 +332,53 @@ def compose_oof(files) -> pd.DataFrame:
     out.insert(1, 'label', encode(*(y for _, y, _ in parts)))
     out[prob_cols()] = compose(*(p for _, _, p in parts))
     return out
+
+# %% ../nbs/17_submission.ipynb #097492ac
+def _compose_inputs(paths) -> list:
+    "Files to compose: a CV folder stands for its `oof.csv`, checked to be of the attribute its place says."
+    out = []
+    for p, name in zip(map(Path, paths), ATTRIBUTES):
+        if p.is_dir():
+            task = load_task(p)
+            if attribute_index(task) != ATTRIBUTES.index(name):
+                raise ValueError(f'{p} holds a run of task {task.name!r}, but a {name} model goes in this place: pass '
+                                 'the mask, gender and age runs, in that order')
+            p = p / 'oof.csv'
+        out.append(p)
+    return out
+
+def compose_report(paths,      # prediction files, oof.csv files or CV folders of a mask, a gender and an age model
+                   out,        # the 18-class prediction (or OOF) file to write
+                   info=None,  # info.csv: also write a submission beside `out`
+                  ) -> str:
+    "Compose three one-attribute models' files into 18 classes in `out`; the line `maskcls ensemble --compose` prints."
+    files, out = _compose_inputs(paths), Path(out)
+    head = pd.read_csv(files[0], nrows=0).columns if files[0].is_file() else []
+    if 'path' in head and 'label' in head:                                # out-of-fold files of three CV runs
+        oof = compose_oof(files)
+        write_csv(oof, out, index=False, float_format='%.7g')
+        s = scores(oof['label'].to_numpy(), oof.filter(regex=r'^p\d+$').to_numpy())
+        return (f"composed out-of-fold predictions of {len(oof)} images -> {out}; {format_scores(s)} "
+                f"(mask {s['f1_mask']:.3f}, gender {s['f1_gender']:.3f}, age {s['f1_age']:.3f})")
+    r = compose_files(files, info)
+    write_predictions(out, r['ids'], r['probs'])
+    sub = out.with_name(out.stem + '_submission.csv')
+    if info: write_submission(sub, info, r['ids'], r['labels'])
+    return f"composed mask x gender x age of {len(r['ids'])} images -> {out}" + (f' and {sub}' if info else '')
+
+def ensemble_report(files, out, method: str = 'soft', weights=None, oof=None, info=None) -> str:
+    """Vote over member `files` (`ensemble_files`) into `out`, a prediction file (a submission when the members are
+    submissions), and a submission beside it with `info`; the lines `maskcls ensemble` prints."""
+    r, out = ensemble_files(files, method, weights, oof, info), Path(out)
+    if r['probs'] is not None: write_predictions(out, r['ids'], r['probs'], r['probs'].shape[1])
+    if info:
+        sub = out if r['probs'] is None else out.with_name(out.stem + '_submission.csv')
+        write_submission(sub, info, r['ids'], r['labels'])
+    elif r['probs'] is None: write_csv(pd.DataFrame(dict(ImageID=r['ids'], ans=r['labels'])), out, index=False)
+    if method == 'stack':
+        return (f"stack of {len(files)} files -> {out}; out-of-fold macro F1: stack {r['oof_score']:.4f} (its own "
+                f"cross validation, grouped by person), soft vote {r['soft_oof_score']:.4f}, members "
+                f"{', '.join(f'{s:.4f}' for s in r['member_oof_scores'])}")
+    return (f"{method} vote of {len(files)} files -> {out}"
+            + (f"; weights {np.round(r['weights'], 3).tolist()}" if r['weights'] is not None else '')
+            + (f"; OOF macro F1 of the selection {r['oof_score']:.4f}" if 'oof_score' in r else ''))

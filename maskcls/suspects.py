@@ -17,11 +17,11 @@ from cleanlab.rank import get_label_quality_scores
 
 from .labels import (AGE_NAMES, GENDER_NAMES, MASK_NAMES, MASK_STEMS, PROB_COLS, Mask, decode, few, marginals,
                             scores)
-from .files import atomic_write, write_csv
+from .files import atomic_write, new_run_dir, write_csv
 from .layout import find_train_root, is_junk, read_eval, read_train
 from .pages import Html, figure, para, section, table, write_page
 from .loader import Loader
-from .config import Config
+from .config import Config, load_config
 from .runtime import open_cache
 from .predict import predict
 from .runs import load_run, load_task, run_dirs
@@ -30,8 +30,8 @@ from .cv import run_cv
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'METHODS', 'FIXABLE', 'COPIES', 'load_oof', 'attribute_units', 'judge', 'swap_pairs', 'find_suspects',
            'baseline_suspects', 'noisy_people', 'detection', 'fixes_from', 'write_fixed', 'thumbnail', 'plot_suspects',
-           'write_suspects_page', 'write_suspects', 'true_labels', 'eval_scores', 'ranking_variants', 'right_fixes',
-           'noise_experiment']
+           'write_suspects_page', 'write_suspects', 'suspects_files', 'true_labels', 'eval_scores', 'ranking_variants',
+           'right_fixes', 'noise_experiment']
 
 # %% ../nbs/14a_suspects.ipynb #1814fd19
 def load_oof(cv) -> pd.DataFrame:
@@ -295,6 +295,31 @@ def write_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adju
              f'{int((people["issues"] > 0).sum())} people flagged by confident learning.')
     page = write_suspects_page(people, oof, out, n, about=about)
     return dict(people=people, units=units, page=page, flagged=int((people['issues'] > 0).sum()))
+
+# %% ../nbs/14a_suspects.ipynb #af584ee1
+def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
+                   attributes=tuple(ATTRIBUTES), pairs: bool = True, baseline: bool = False,
+                   write_fixed_to=None,          # also write a corrected copy of the data into this new folder
+                   fix=('mask_swap',), min_score: float = 0.5,
+                   data=None,                    # the data folder of the CV (default: the one its config.yaml names)
+                  ) -> str:
+    "Rank the people of the CV folder `cv` into the new folder `out`, and fix a copy; what `maskcls suspects` prints."
+    fixed = Path(write_fixed_to) if write_fixed_to else None
+    if fixed and fixed.exists():      # before any work: the copy never overwrites
+        raise FileExistsError(f'{fixed} already exists: --write-fixed writes a new folder; choose another')
+    out = new_run_dir(out)
+    w = write_suspects(cv, out, n=n, method=method, adjust=adjust, attributes=attributes, pairs=pairs, baseline=baseline)
+    lines = [f"{len(w['people'])} people ranked, {w['flagged']} flagged by confident learning: {out / 'suspects.csv'}; "
+             f"photos of the top {min(n, len(w['people']))}: {w['page']} (open it in a browser)"]
+    if fixed:
+        if data is None:
+            f = Path(cv) / 'config.yaml'
+            if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
+            data = load_config(f).data
+        fixes = write_fixed(data, w['units'], fixed, fix, min_score)
+        lines.append(f"corrected copy of {data} in {fixed}/ ({len(fixes)} fixes, listed in "
+                     f"{fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {fixed}")
+    return '\n'.join(lines)
 
 # %% ../nbs/14a_suspects.ipynb #41803a91
 def true_labels(paths, data) -> np.ndarray:

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .labels import MASK_STEMS, Mask, age_group, encode, gender_from_str
 from .layout import GENDER_FIXES, MASK_SWAP_IDS
@@ -601,7 +601,7 @@ def _tick(bar, k): bar.update(); return k
 
 def _run(tasks, workers, progress):
     "`_write_person` over `tasks`, in `workers` processes when more than one; returns the images written."
-    with tqdm(total=len(tasks), desc='drawing people', unit='person', disable=not progress) as bar:
+    with progress_bar(total=len(tasks), desc='drawing people', unit='person', disable=not progress) as bar:
         if workers <= 1: return sum(_tick(bar, _write_person(t)) for t in tasks)
         with ProcessPoolExecutor(workers) as ex:
             # a few people per task: less pickling, steady progress

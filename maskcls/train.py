@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from .labels import MASK_TASK, N_CLASSES, Task, attribute_task, scores
 from .layout import check_pseudo, for_task, read_pseudo, task_of, training_labels
@@ -80,7 +81,7 @@ class Trainer:
         model.train()
         if hasattr(self.train_dl, 'set_epoch'): self.train_dl.set_epoch(self.epoch)
         n, total, seen = len(self.train_dl), 0.0, 0
-        bar = tqdm(self.train_dl, total=n, desc=f'epoch {self.epoch + 1}/{cfg.epochs}', leave=False,
+        bar = progress_bar(self.train_dl, total=n, desc=f'epoch {self.epoch + 1}/{cfg.epochs}', leave=False,
                    disable=not self.progress)
         self.opt.zero_grad(set_to_none=True)
         for i, (xb, yb) in enumerate(bar):

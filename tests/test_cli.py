@@ -150,3 +150,15 @@ def test_hpo_then_train_the_best_config(data):
     assert 'Best: trial' in (data / 'hpo' / 'index.html').read_text()
     run('train', '--config', data / 'hpo' / 'best_config.yaml', cwd=data)
     assert (data / 'hpo' / 'best' / 'best.pt').exists()
+
+
+def test_help_imports_no_heavy_library():
+    """`maskcls --help` and `maskcls synth --help` parse without torch, scikit-learn, Optuna, pandas & co;
+    `maskcls train --help` without torch and scikit-learn."""
+    heavy = ['torch', 'torchvision', 'sklearn', 'optuna', 'cleanlab', 'matplotlib', 'pandas', 'PIL']
+    for args in (['--help'], ['synth', '--help'], ['train', '--help']):
+        if args[0] == 'train': heavy = heavy[:-2]      # the Config's options: no torch (pandas via the data layout)
+        code = ('import sys\nfrom maskcls.cli import main\ntry: main(sys.argv[1:])\nexcept SystemExit: pass\n'
+                f'print(sorted(m for m in {heavy!r} if m in sys.modules))')
+        r = subprocess.run([sys.executable, '-c', code, *args], env=ENV, capture_output=True, text=True, timeout=300)
+        assert r.stdout.splitlines()[-1] == '[]', f'maskcls {" ".join(args)} imported {r.stdout.splitlines()[-1]}'
