@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 # public name -> the maskcls module that defines it (imported on first use)
 _API = dict(
     Config='config',                   # every option of a run
-    read_data='cli',                   # expected home: layout (issue 18 moves the dataset readers there)
+    read_data='layout',
     split_for='splits',
     person_folds='splits',
     ImageCache='cache',

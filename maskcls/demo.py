@@ -16,9 +16,9 @@ from .synth import make_dataset
 from .eda import write_eda
 from .config import Config, ConfigError
 from .models import check_model_name
-from .runs import new_run_dir, write_csv, write_text
+from .files import new_run_dir, write_csv, write_text
 from .cv import run_cv
-from .tta import predict_dir, tta_oof
+from .inference import predict_dir, tta_oof
 from .submission import write_predictions, write_submission
 from .pages import write_index
 
@@ -78,7 +78,7 @@ def run_demo(data='data/synth',       # dataset folder (generated if missing)
     t3 = time.time()
     write_predictions(out / 'predictions.csv', ev['ImageID'], r['probs'].numpy())
     write_submission(out / 'submission.csv', eval_root(data) / 'info.csv', ev['ImageID'], r['probs'].argmax(1).numpy())
-    res = dict(oof=cv, seconds=dict(total=None, train=t2 - t1, predict=t3 - t2), config=preset)
+    res = dict(oof=cv.as_dict(), seconds=dict(total=None, train=t2 - t1, predict=t3 - t2), config=preset)
     if 'label' in ev:
         table = demo_table(ev, r, res['seconds'])
         write_csv(table.round(4), out / 'results.csv')
