@@ -94,13 +94,12 @@ import maskcls
 root = Path(sys.argv[1])
 cfg = maskcls.Config(data=str(root / 'colours'), img_size=(32, 24), epochs=3, batch_size=8, device='cpu',
                      tensorboard=False)
-df = maskcls.read_data(cfg)
+df = maskcls.read_data(cfg.data)
 train_df, valid_df = maskcls.split_for(cfg, df)
 assert not set(train_df['person']) & set(valid_df['person'])
 files = []
 for seed in (0, 1):
-    run = root / f'run{seed}'
-    run.mkdir()
+    run = root / f'run{seed}'                     # train_run makes the folder
     c = maskcls.Config(**{**vars(cfg), 'seed': seed, 'out': str(run)})
     maskcls.train_run(c, train_df, valid_df, run, progress=False)
     pred = maskcls.predict_dir(run, valid_df, views='face', progress=False)
