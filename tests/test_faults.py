@@ -15,13 +15,16 @@ import torch
 from PIL import Image
 
 from maskcls.runs import load_checkpoint
+from conftest import ENV, EXE, run
 
-MASKCLS = str(Path(sys.executable).with_name('maskcls'))
+pytestmark = pytest.mark.slow    # trains runs, fills disks, kills processes
+
 TRAIN = ['--model', 'tiny', '--img-size', '32', '24', '--epochs', '2', '--device', 'cpu']
 
 
 def maskcls(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([MASKCLS, *map(str, args)], capture_output=True, text=True, timeout=600, env=env, cwd=cwd)
+    "The command, whatever its exit code (the tests here expect failures); `env` defaults to the shared one."
+    return run(*args, cwd=cwd, env=env, ok=False)
 
 def last_line(r) -> str:
     "The last line the command wrote to stderr (progress bars end with carriage returns, not lines)."
@@ -39,7 +42,7 @@ def leftovers(folder) -> list:
 def small_disk(path: Path, size: str):
     "A folder on a tmpfs of `size`; yields (folder, env for child processes, whether it is a real mount)."
     path.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = dict(ENV)
     cmd = ['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(path)]
     mounted = subprocess.run(cmd, capture_output=True).returncode == 0
     if not mounted:                        # said in the docstring: the writers are made to fail as a full disk would
@@ -176,7 +179,7 @@ def test_run_folder_removed_while_training_ends_in_one_line(trained, tmp_path):
     run = tmp_path / 'run'
     args = ['train', '--data', trained / 'data', '--out', run, '--cache-dir', trained / 'cache', *TRAIN[:-4],
             '--epochs', '200', '--device', 'cpu']
-    p = subprocess.Popen([MASKCLS, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([EXE, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         t0 = time.time()
         while not (run / 'best.pt').exists() and p.poll() is None and time.time() - t0 < 300: time.sleep(0.1)
