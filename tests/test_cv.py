@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from maskcls.config import Config
 from maskcls.cv import PROB_COLS, fold_balance, image_fold, person_folds, read_oof, run_cv
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
 import maskcls.train as train_mod
+from conftest import tiny_config
 
 
 @pytest.fixture(scope='module')
@@ -21,10 +21,7 @@ def data(tmp_path_factory):
     return d, read_train(d / 'data')
 
 
-def cfg_for(d, **kw):
-    base = dict(data=str(d / 'data'), img_size=(32, 24), folds=3, epochs=2, batch_size=16, cache_dir=str(d / 'cache'),
-                tensorboard=False, top_k=1)
-    return Config(**{**base, **kw})
+def cfg_for(d, **kw): return tiny_config(d, **{'folds': 3, 'epochs': 2, **kw})   # 3 folds of 2 epochs
 
 
 def test_folds_group_people_and_keep_strata(tmp_path):
@@ -40,6 +37,7 @@ def test_folds_group_people_and_keep_strata(tmp_path):
     assert gap < 0.04, bal
 
 
+@pytest.mark.slow
 def test_parallel_folds_equal_sequential(data):
     d, df = data
     torch.set_num_threads(1)                       # the worker processes use one thread each: same arithmetic
@@ -53,6 +51,7 @@ def test_parallel_folds_equal_sequential(data):
     assert seq['f1'] == pytest.approx(par['f1'])
 
 
+@pytest.mark.slow
 def test_interrupted_cv_resumes_to_the_same_result(data, monkeypatch):
     d, df = data
     torch.set_num_threads(1)
@@ -74,12 +73,14 @@ def test_interrupted_cv_resumes_to_the_same_result(data, monkeypatch):
     assert res['f1'] == pytest.approx(full['f1'])
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_options(data):
     d, df = data
     with pytest.raises(ValueError, match='epochs'):
         run_cv(cfg_for(d, epochs=3), df, d / 'full', resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_count_every_validation_image_once(data):
     d, df = data
     exe = Path(sys.executable).with_name('maskcls')
