@@ -24,6 +24,7 @@ def data(tmp_path_factory):
 def cfg_for(d, **kw): return tiny_config(d, **{'folds': 3, 'epochs': 2, **kw})   # 3 folds of 2 epochs
 
 
+@pytest.mark.slow    # draws 300 synthetic people
 def test_folds_group_people_and_keep_strata(tmp_path):
     make_dataset(tmp_path / 'big', people=300, eval_people=0, seed=0, progress=False)   # realistic mix of strata
     df = read_train(tmp_path / 'big')
