@@ -10,7 +10,7 @@ STAMP := $(VENV)/.maskcls-installed
 KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
-.PHONY: demo test docs install browser postgres export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow gpu-wheels
+.PHONY: demo test quick docs install browser postgres export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow gpu-wheels
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,10 @@ nbtest: $(STAMP)
 # 6. pytest last, so the run ends on pytest's summary line
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+# the inner loop while developing: every pytest test not marked slow (no training runs, browsers or servers)
+quick: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" tests
 
 # the flagged cells: `make slow` on any machine, `make slow FLAGS="slow cuda"` on a GPU box;
 # NB=14_cv runs one notebook. Slow cells check their results against nbs/results/ (see 10_results).

@@ -1,6 +1,5 @@
 """`maskcls average` end to end: SWA and top-k from the command line, the run left as it was, CV folders, bad input."""
-import contextlib, hashlib, io, json, os, shutil, subprocess, sys
-from pathlib import Path
+import contextlib, io, json, shutil
 
 import pandas as pd
 import pytest
@@ -9,28 +8,17 @@ import torch
 from maskcls.cli import main
 from maskcls.runs import load_checkpoint
 from maskcls.submission import read_predictions
+from conftest import link_synth12, run, tree_digest
 
-EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 TINY = ['--img-size', '32', '24', '--batch-size', '16', '--no-tensorboard', '--device', 'cpu']
-
-
-def run(*args, cwd, ok=True):
-    r = subprocess.run([EXE, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-    if ok: assert r.returncode == 0, f'exit {r.returncode}\n{r.stdout}\n{r.stderr}'
-    return r
-
-
-def digest(folder) -> dict:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob('*')) if p.is_file()}
+pytestmark = pytest.mark.slow    # every test here trains
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, synth12):
     "A 3-epoch run on 12 synthetic people that kept its 2 best checkpoints and its last 3 epochs."
     d = tmp_path_factory.mktemp('average')
-    run('synth', '--out', d / 'data', '--people', 12, '--eval-people', 3, '--seed', 2, cwd=d)
+    link_synth12(d, synth12)
     r = run('train', '--data', d / 'data', '--epochs', 3, '--keep-last', 3, '--top-k', 2, '--out', d / 'run',
             '--cache-dir', d / 'cache', *TINY, cwd=d)
     assert 'best macro F1' in r.stdout
@@ -47,7 +35,7 @@ def test_training_keeps_the_last_epochs(trained):
 
 
 def test_swa_and_top_k_from_the_command_line(trained):
-    d, before = trained, digest(trained / 'run')
+    d, before = trained, tree_digest(trained / 'run')
     r = run('average', d / 'run', '--swa', 3, cwd=d)
     out = d / 'run_swa3'
     assert 'averaging the last 3 epochs (SWA)' in r.stdout and 'BN recomputed' in r.stdout, r.stdout
@@ -62,7 +50,7 @@ def test_swa_and_top_k_from_the_command_line(trained):
     r = run('average', d / 'run', '--top', 2, '--no-bn-update', '--out', d / 'avg' / 'top2', cwd=d)
     info2 = json.loads((d / 'avg' / 'top2' / 'average.json').read_text())
     assert info2['method'] == 'top2' and info2['valid_f1_bn_recomputed'] is None
-    assert digest(d / 'run') == before                                                  # the run is untouched
+    assert tree_digest(d / 'run') == before                                                  # the run is untouched
     # the averaged run predicts a submission like any run
     run('predict', '--run', out, '--data', d / 'data' / 'eval', '--tta', 'none', '--out', d / 'p.csv', cwd=d)
     assert len(read_predictions(d / 'p.csv', d / 'data' / 'eval' / 'info.csv')) == 21
@@ -103,7 +91,7 @@ def test_cv_folder_averages_every_fold(trained, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         assert main(['cv', '--data', str(d / 'data'), '--folds', '2', '--epochs', '2', '--keep-last', '2',
                      '--out', str(tmp_path / 'cv'), '--cache-dir', str(d / 'cache'), *TINY]) == 0
-        before = digest(tmp_path / 'cv')
+        before = tree_digest(tmp_path / 'cv')
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             assert main(['average', str(tmp_path / 'cv'), '--swa', '2', '--device', 'cpu']) == 0
@@ -113,4 +101,4 @@ def test_cv_folder_averages_every_fold(trained, tmp_path):
     oof = pd.read_csv(avg / 'oof.csv')
     assert len(oof) == 84 and sorted(oof['fold'].unique()) == [0, 1]                     # every image once
     assert (avg / 'folds.csv').read_text() == (tmp_path / 'cv' / 'folds.csv').read_text()
-    assert digest(tmp_path / 'cv') == before
+    assert tree_digest(tmp_path / 'cv') == before

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow    # Chromium, JupyterLab, a site build
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
 LESSON = '00_labels.ipynb'  # a quick lesson: runs in seconds on a CPU

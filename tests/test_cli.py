@@ -1,5 +1,5 @@
 """The `maskcls` command end to end, through the installed console script (what a user types)."""
-import os, re, shutil, subprocess, sys
+import re, shutil, subprocess, sys
 from pathlib import Path
 
 import pandas as pd
@@ -7,24 +7,14 @@ import pytest
 
 from maskcls.cli import COMMANDS, main
 from maskcls.submission import read_predictions, read_submission
+from conftest import ENV, EXE, link_synth12, run
 
-EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 TINY = ['--img-size', '32', '24', '--batch-size', '16', '--no-tensorboard']
 
 
-def run(*args, cwd, ok=True):
-    r = subprocess.run([EXE, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-    if ok: assert r.returncode == 0, f'exit {r.returncode}\n{r.stdout}\n{r.stderr}'
-    return r
-
-
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp('cli')
-    r = run('synth', '--out', d / 'data', '--people', 10, '--eval-people', 3, '--seed', 1, cwd=d)
-    assert 'wrote 70 train and 21 eval images' in r.stdout
-    return d
+def data(tmp_path_factory, synth12):
+    return link_synth12(tmp_path_factory.mktemp('cli'), synth12)
 
 
 def test_installed_command_exists():
@@ -66,7 +56,7 @@ def test_hpo_help_shows_its_own_defaults(capsys):
 def test_synth_layout_and_no_overwrite(data):
     tr = data / 'data' / 'train'
     assert (tr / 'train.csv').exists() and (data / 'data' / 'eval' / 'info.csv').exists()
-    assert len(list((tr / 'images').glob('[!.]*_Asian_*'))) == 10
+    assert len(list((tr / 'images').glob('[!.]*_Asian_*'))) == 12
     r = run('synth', '--out', data / 'data', '--people', 10, cwd=data, ok=False)
     assert r.returncode != 0 and 'overwrite' in r.stderr
 
@@ -82,6 +72,7 @@ def test_validate_lists_every_problem(data, tmp_path):
     assert '2 problem(s)' in r.stderr and 'missing mask2' in r.stderr and 'truncated' in r.stderr
 
 
+@pytest.mark.slow
 def test_train_end_to_end_never_overwrites_and_resumes(data):
     args = ['train', '--data', data / 'data', '--epochs', 1, '--out', data / 'runs' / 'exp', *TINY]
     r1 = run(*args, cwd=data)
@@ -111,6 +102,7 @@ def test_train_unknown_key_in_yaml(data, tmp_path):
     assert r.returncode == 2 and "'learning_rate' (did you mean 'lr'?)" in r.stderr
 
 
+@pytest.mark.slow
 def test_reduced_demo_predict_ensemble_compare(data):
     r = run('demo', '--data', data / 'data', '--out', data / 'demo', '--folds', 2, '--epochs', 1, '--img-size', 32, 24,
             '--batch-size', 16, '--cache-dir', data / 'cache', cwd=data)
@@ -139,6 +131,7 @@ def test_reduced_demo_predict_ensemble_compare(data):
     assert (data / 'cmp' / 'index.html').exists()
 
 
+@pytest.mark.slow
 def test_hpo_then_train_the_best_config(data):
     r = run('hpo', '--data', data / 'data', '--epochs', 1, *TINY, '--trials', 2, '--search', 'random', '--out',
             data / 'hpo',

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from maskcls.config import Config
 from maskcls.cv import PROB_COLS, read_oof, run_cv
 from maskcls.splits import fold_balance, image_fold, person_folds
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
 import maskcls.train as train_mod
+from conftest import tiny_config
 
 
 @pytest.fixture(scope='module')
@@ -22,12 +22,10 @@ def data(tmp_path_factory):
     return d, read_train(d / 'data')
 
 
-def cfg_for(d, **kw):
-    base = dict(data=str(d / 'data'), img_size=(32, 24), folds=3, epochs=2, batch_size=16, cache_dir=str(d / 'cache'),
-                tensorboard=False, top_k=1)
-    return Config(**{**base, **kw})
+def cfg_for(d, **kw): return tiny_config(d, **{'folds': 3, 'epochs': 2, **kw})   # 3 folds of 2 epochs
 
 
+@pytest.mark.slow    # draws 300 synthetic people
 def test_folds_group_people_and_keep_strata(tmp_path):
     make_dataset(tmp_path / 'big', people=300, eval_people=0, seed=0, progress=False)   # realistic mix of strata
     df = read_train(tmp_path / 'big')
@@ -41,6 +39,7 @@ def test_folds_group_people_and_keep_strata(tmp_path):
     assert gap < 0.04, bal
 
 
+@pytest.mark.slow
 def test_parallel_folds_equal_sequential(data):
     d, df = data
     torch.set_num_threads(1)                       # the worker processes use one thread each: same arithmetic
@@ -54,6 +53,7 @@ def test_parallel_folds_equal_sequential(data):
     assert seq['f1'] == pytest.approx(par['f1'])
 
 
+@pytest.mark.slow
 def test_interrupted_cv_resumes_to_the_same_result(data, monkeypatch):
     d, df = data
     torch.set_num_threads(1)
@@ -75,12 +75,14 @@ def test_interrupted_cv_resumes_to_the_same_result(data, monkeypatch):
     assert res['f1'] == pytest.approx(full['f1'])
 
 
+@pytest.mark.slow
 def test_resume_refuses_other_options(data):
     d, df = data
     with pytest.raises(ValueError, match='epochs'):
         run_cv(cfg_for(d, epochs=3), df, d / 'full', resume=True, progress=False)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_count_every_validation_image_once(data):
     d, df = data
     exe = Path(sys.executable).with_name('maskcls')

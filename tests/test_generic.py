@@ -1,56 +1,24 @@
 """Any ImageFolder dataset, not only the competition: train, predict, cross-validate and ensemble through the
 installed `maskcls` command on a small synthetic 4-class tree; the run's own classes come out, never mask/gender/age."""
-import json, os, shutil, subprocess, sys
-from pathlib import Path
+import json, shutil
 
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
 from sklearn.metrics import f1_score
+from conftest import SHAPES as CLASSES, run, write_shapes
 
-EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
-CLASSES = ['circle', 'cross', 'square', 'triangle']            # sorted, as ImageFolder numbers them
-COLORS = dict(circle=(230, 40, 40), cross=(240, 220, 30), square=(40, 200, 60), triangle=(50, 80, 240))
+pytestmark = pytest.mark.slow    # every test here trains or predicts with a trained run
+
 FAST = ['--model', 'tiny', '--img-size', '32', '32', '--batch-size', '16', '--no-tensorboard']
 COMPETITION_WORDS = ('mask', 'gender', 'age ')
-
-
-def run(*args, cwd):
-    r = subprocess.run([EXE, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, f'exit {r.returncode}\n{r.stdout}\n{r.stderr}'
-    return r
-
-
-def shape(name: str, rng) -> Image.Image:
-    "A 40x40 picture of one coloured shape of class `name` at a random place and size on a noisy dark background."
-    bg = rng.integers(0, 60, (40, 40, 3), dtype=np.uint8)
-    im = Image.fromarray(bg); d = ImageDraw.Draw(im)
-    r, (cx, cy) = int(rng.integers(8, 14)), rng.integers(14, 26, 2)
-    col = tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in COLORS[name])
-    box = (cx - r, cy - r, cx + r, cy + r)
-    if name == 'circle': d.ellipse(box, fill=col)
-    elif name == 'square': d.rectangle(box, fill=col)
-    elif name == 'triangle': d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=col)
-    else:
-        d.rectangle((cx - r, cy - 3, cx + r, cy + 3), fill=col); d.rectangle((cx - 3, cy - r, cx + 3, cy + r), fill=col)
-    return im
-
-
-def write_tree(root: Path, per_class: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    for c in CLASSES:
-        (root / c).mkdir(parents=True)
-        for i in range(per_class): shape(c, rng).save(root / c / f'{c}_{i:03d}.png')
-    return root
 
 
 @pytest.fixture(scope='module')
 def work(tmp_path_factory):
     "A training tree, a test tree of the same classes, one trained run (the slow part, shared by the tests)."
     d = tmp_path_factory.mktemp('generic')
-    write_tree(d / 'shapes', 40, seed=0); write_tree(d / 'test', 10, seed=1)
+    write_shapes(d / 'shapes', 40, seed=0); write_shapes(d / 'test', 10, seed=1)
     r = run('train', '--data', d / 'shapes', '--epochs', 3, '--out', d / 'run', '--cache-dir', d / 'cache', *FAST,
             cwd=d)
     return d, r.stdout

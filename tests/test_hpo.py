@@ -135,6 +135,7 @@ def test_median_pruner_prunes_bad_trials():
     with pytest.raises(ValueError, match="'hyperband'"): make_pruner('hyperband')
 
 
+@pytest.mark.slow
 def test_trainer_on_epoch_hook_prunes_a_real_training():
     "TrialPruned raised from on_epoch stops Trainer.fit after that epoch (the hook tune relies on)."
     xt, yt = toy_data(180, seed=0); xv, yv = toy_data(90, seed=1)
@@ -171,6 +172,7 @@ def fake_train_run(scores):
     return run, calls
 
 
+@pytest.mark.slow
 def test_tune_prunes_through_on_epoch(data, tmp_path, monkeypatch):
     "Trials 0 and 1 score high at every epoch, later ones low: the median pruner stops each later one after epoch 1."
     df, base = data
@@ -188,6 +190,7 @@ def test_tune_prunes_through_on_epoch(data, tmp_path, monkeypatch):
     assert {'search.png', 'search_history.png', 'search_curves.png'} <= {p.name for p in (tmp_path / 'h').iterdir()}
 
 
+@pytest.mark.slow
 def test_failed_trials_are_recorded_and_the_search_goes_on(data, tmp_path, monkeypatch):
     df, base = data
     def diverge(cfg, *a, **kw): raise FloatingPointError('loss is nan at epoch 1, batch 0')
@@ -215,6 +218,7 @@ def test_study_resumes_from_its_sqlite_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='study.db'): open_study(tmp_path / 'none', resume=True)
 
 
+@pytest.mark.slow
 def test_tune_resumes_and_best_config_repeats_the_best_trial(data, tmp_path):
     df, base = data
     space = dict(lr=('log', 1e-3, 3e-2), label_smoothing=('float', 0.0, 0.2), old_age=('cat', [58, 59, 60]))

@@ -16,10 +16,12 @@ from maskcls.hpo import make_pruner
 from maskcls.hpo_workers import STUDY_NAME, counted_trials, make_storage, open_study, tune
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
+from conftest import ENV
+
+pytestmark = pytest.mark.slow    # searches in several processes and a PostgreSQL server
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])}
 MAIN = 'import sys; from maskcls.cli import main; sys.exit(main(sys.argv[1:]))'
 SPACE = 'lr: [log, 1.0e-3, 3.0e-2]\nlabel_smoothing: [float, 0.0, 0.2]\n'
 

@@ -1,34 +1,20 @@
 """Run folders as people look at them: TensorBoard's run list and tag groups, the index of a CV folder, and
 `maskcls runs`, which reads run folders and never changes them (issue 13)."""
-import hashlib, os, shutil, subprocess, sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from maskcls.runs import read_events, tb_runs
+from conftest import link_synth12, run, tree_digest
 
-EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 TINY = ['--img-size', '32', '24', '--batch-size', '16', '--epochs', '1', '--model', 'tiny']
 
-
-def run(*args, cwd):
-    r = subprocess.run([EXE, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, f'maskcls {" ".join(map(str, args))}: exit {r.returncode}\n{r.stdout}\n{r.stderr}'
-    return r
-
-
-def tree_hash(root: Path) -> dict:
-    "Every file under `root` and a hash of its bytes, and its modification time."
-    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(root.rglob('*')) if p.is_file()}
+pytestmark = pytest.mark.slow    # a CV and a training run
 
 
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory):
-    d = tmp_path_factory.mktemp('pages')
-    run('synth', '--out', d / 'data', '--people', 12, '--eval-people', 0, '--seed', 2, cwd=d)
+def runs(tmp_path_factory, synth12):
+    d = link_synth12(tmp_path_factory.mktemp('pages'), synth12)
     common = ['--data', d / 'data', '--cache-dir', d / 'cache', *TINY]
     run('cv', *common, '--folds', 2, '--out', d / 'runs' / 'cv', cwd=d)
     run('train', *common, '--lr', '0.01', '--out', d / 'runs' / 'train', cwd=d)
@@ -62,7 +48,7 @@ def test_cv_folder_index_lists_its_files(runs):
 
 
 def test_runs_command_reads_and_never_writes(runs):
-    before = tree_hash(runs / 'runs')
+    before = tree_digest(runs / 'runs', mtimes=True)
     listing = sorted(p.name for p in runs.iterdir())
     r = run('runs', cwd=runs)                                    # default: runs/, print only
     assert sorted(p.name for p in runs.iterdir()) == listing
@@ -70,7 +56,7 @@ def test_runs_command_reads_and_never_writes(runs):
     assert 'macro F1' in lines[0] and 'lr' in lines[0].split() and 'folds' in lines[0].split()
     assert sum('runs/cv ' in x for x in lines) == 1 and sum('runs/train ' in x for x in lines) == 1
     run('runs', runs / 'runs', '--out', runs / 'report', cwd=runs)
-    assert tree_hash(runs / 'runs') == before                   # same files, same bytes, same times
+    assert tree_digest(runs / 'runs', mtimes=True) == before                   # same files, same bytes, same times
     t = pd.read_csv(runs / 'report' / 'runs.csv')
     assert sorted(t['kind']) == ['cv', 'run'] and t['f1'].between(0, 1).all()
     assert sorted(t.loc[t.kind == 'cv', 'folds_done']) == [2]

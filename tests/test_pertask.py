@@ -1,6 +1,5 @@
 """Models of one attribute (`--task mask|gender|age`) and their composition (`maskcls ensemble --compose`), end to end."""
-import json, os, shutil, subprocess, sys
-from pathlib import Path
+import json
 
 import numpy as np
 import pandas as pd
@@ -10,25 +9,18 @@ from maskcls.labels import attribute_task, prob_cols
 from maskcls.layout import read_train
 from maskcls.runs import save_task
 from maskcls.submission import read_predictions, read_submission, write_predictions
+from conftest import link_synth12, run
 
-EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}
 TINY = ['--img-size', '32', '24', '--batch-size', '16', '--no-tensorboard', '--epochs', '1']
 
 
-def run(*args, cwd, ok=True):
-    r = subprocess.run([EXE, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-    if ok: assert r.returncode == 0, f'exit {r.returncode}\n{r.stdout}\n{r.stderr}'
-    return r
-
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp('pertask')
-    run('synth', '--out', d / 'data', '--people', 12, '--eval-people', 3, '--seed', 2, cwd=d)
-    return d
+def data(tmp_path_factory, synth12):
+    return link_synth12(tmp_path_factory.mktemp('pertask'), synth12)
 
 
+@pytest.mark.slow
 def test_train_one_attribute_records_its_task_and_predicts_its_columns(data):
     r = run('train', '--data', data / 'data', '--task', 'gender', '--out', data / 'runs' / 'g', *TINY, cwd=data)
     assert 'best macro F1' in r.stdout
@@ -44,6 +36,7 @@ def test_train_one_attribute_records_its_task_and_predicts_its_columns(data):
     assert 'gender only: macro F1' in r.stdout                                         # scored on the gender codes
 
 
+@pytest.mark.slow
 def test_three_attribute_cvs_compose_to_18_classes(data):
     for t in ('mask', 'gender', 'age'):
         run('cv', '--data', data / 'data', '--task', t, '--folds', 2, '--out', data / f'cv_{t}', *TINY, cwd=data)

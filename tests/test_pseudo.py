@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from maskcls.cli import main
-from maskcls.config import Config
 from maskcls.cv import read_oof, run_cv
 from maskcls.splits import split_for
 from maskcls.layout import read_train
 from maskcls.files import new_run_dir
 from maskcls.submission import read_predictions
 from maskcls.train import train_run
+from conftest import tiny_config
+
+pytestmark = pytest.mark.slow    # trains a run and two CVs
 
 TINY = ['--img-size', '32', '24', '--batch-size', '16', '--no-tensorboard', '--top-k', '1', '--device', 'cpu']
 
@@ -35,9 +37,6 @@ def pseudo(d, out, *th):
                  '--device', 'cpu', *th])
 
 
-def cfg_for(d, **kw):
-    return Config(**{**dict(data=str(d / 'data'), img_size=(32, 24), epochs=1, batch_size=16,
-                            cache_dir=str(d / 'cache'), tensorboard=False, top_k=1, device='cpu'), **kw})
 
 
 def test_pseudo_command_respects_thresholds(work, capsys):
@@ -66,10 +65,10 @@ def test_train_adds_pseudo_rows_to_training_only(work, capsys):
     d = work
     if not (d / 'ps2').exists(): assert pseudo(d, 'ps2', '--mask', '0', '--gender', '0', '--age', '0') == 0
     table = d / 'ps2' / 'pseudo.csv'
-    cfg = cfg_for(d, pseudo=str(table))
+    cfg = tiny_config(d, pseudo=str(table))
     df = read_train(d / 'data')
     tr, va = split_for(cfg, df)
-    tr0, va0 = split_for(cfg_for(d), df)
+    tr0, va0 = split_for(tiny_config(d), df)
     assert tr['path'].tolist() == tr0['path'].tolist() and va['path'].tolist() == va0['path'].tolist()
     res = train_run(cfg, tr, va, new_run_dir(d / 'with'), progress=False)
     capsys.readouterr()
@@ -91,8 +90,8 @@ def test_cv_folds_unchanged_and_pseudo_never_validated(work):
     if not (d / 'ps2').exists(): assert pseudo(d, 'ps2', '--mask', '0', '--gender', '0', '--age', '0') == 0
     df = read_train(d / 'data')
     torch.set_num_threads(1)
-    run_cv(cfg_for(d, folds=2), df, d / 'cv_plain', progress=False)
-    run_cv(cfg_for(d, folds=2, pseudo=str(d / 'ps2' / 'pseudo.csv')), df, d / 'cv_pseudo', progress=False)
+    run_cv(tiny_config(d, folds=2), df, d / 'cv_plain', progress=False)
+    run_cv(tiny_config(d, folds=2, pseudo=str(d / 'ps2' / 'pseudo.csv')), df, d / 'cv_pseudo', progress=False)
     a, b = (pd.read_csv(d / n / 'folds.csv', dtype=str) for n in ('cv_plain', 'cv_pseudo'))
     assert a.equals(b)                                                   # the real people keep their folds
     ps = set(pd.read_csv(d / 'ps2' / 'pseudo.csv')['path'])
@@ -111,7 +110,7 @@ def test_bad_pseudo_input(work, capsys, tmp_path):
     assert 'threshold of age: 1.5' in capsys.readouterr().err
     img = sorted((d / 'data' / 'eval' / 'images').glob('*.jpg'))[0]
     df = read_train(d / 'data')
-    _, va = split_for(cfg_for(d), df)
+    _, va = split_for(tiny_config(d), df)
     cases = {'path,class\n{img},3\n': "missing column(s) ['label']",
              'path,label\n{img},18\n': "line 2: label '18' is not a whole number in 0..17",
              'path,label\n{img},1\n{img},2\n': 'appears on lines 2, 3',

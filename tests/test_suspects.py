@@ -1,6 +1,5 @@
 """`maskcls suspects` end to end on a tiny noisy synthetic set: ranking, page, corrected copy, bad input."""
-import hashlib, json, re, shutil
-from pathlib import Path
+import json, re, shutil
 
 import pandas as pd
 import pytest
@@ -9,12 +8,12 @@ from maskcls.cli import main
 from maskcls.labels import PROB_COLS
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
+from conftest import file_digest
+
+pytestmark = pytest.mark.slow    # a CV run on noisy data
 
 TINY = ['--folds', '2', '--epochs', '1', '--img-size', '32', '24', '--batch-size', '16', '--no-tensorboard',
         '--device', 'cpu', '--top-k', '1']
-
-
-def digest(p: Path) -> str: return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope='module')
@@ -29,7 +28,7 @@ def cv(tmp_path_factory):
 
 def test_ranks_people_writes_page_and_a_corrected_copy(cv, capsys):
     csv = cv / 'data' / 'train' / 'train.csv'
-    before = digest(csv)
+    before = file_digest(csv)
     out, fixed = cv / 'out', cv / 'fixed'
     assert main(['suspects', '--cv', str(cv / 'cv'), '--out', str(out), '--top', '3', '--write-fixed', str(fixed),
                  '--fix', 'mask_swap,gender', '--min-score', '0']) == 0
@@ -47,7 +46,7 @@ def test_ranks_people_writes_page_and_a_corrected_copy(cv, capsys):
     assert len([i for i in imgs if i.startswith('thumbs/')]) == 3 * 7          # the top 3 people's photos
     assert all(not i.startswith('/') for i in imgs)
     # the corrected copy: the original untouched, the copy a valid data folder with the listed fixes applied
-    assert digest(csv) == before
+    assert file_digest(csv) == before
     fixes = pd.read_csv(fixed / 'train' / 'fixes.csv', dtype={'person': str})
     assert len(fixes) > 0
     orig, new = read_train(cv / 'data', progress=False), read_train(fixed, progress=False)
@@ -71,12 +70,12 @@ def test_write_fixed_refuses_to_overwrite(cv, capsys):
     taken = cv / 'taken'
     taken.mkdir()
     (taken / 'keep.txt').write_text('mine')
-    before = digest(cv / 'data' / 'train' / 'train.csv')
+    before = file_digest(cv / 'data' / 'train' / 'train.csv')
     assert main(['suspects', '--cv', str(cv / 'cv'), '--out', str(cv / 'out_refused'), '--write-fixed', str(taken)]) == 2
     assert 'already exists' in capsys.readouterr().err
     assert (taken / 'keep.txt').read_text() == 'mine' and len(list(taken.iterdir())) == 1
     assert not (cv / 'out_refused').exists()                                # refused before any work
-    assert digest(cv / 'data' / 'train' / 'train.csv') == before
+    assert file_digest(cv / 'data' / 'train' / 'train.csv') == before
 
 
 def test_baseline_ranks_on_gender_and_mask_only(cv):

@@ -1,5 +1,5 @@
 """maskcls.synth end to end: layout, determinism across worker counts, overwrite protection, noise, and reading back."""
-import hashlib, io, re
+import io, re
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +9,9 @@ from PIL import Image
 
 from maskcls.labels import MASK_STEMS, N_CLASSES, decode
 from maskcls.synth import STEMS, make_dataset, person_photos, sample_people
+from conftest import tree_digest
 
 PEOPLE, EVAL = 6, 2
-
-
-def digest(root):
-    "sha1 of every file under `root`, by relative path."
-    files = sorted(p for p in Path(root).rglob('*') if p.is_file())
-    return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest() for p in files}
 
 
 @pytest.fixture(scope='module')
@@ -80,11 +75,11 @@ def test_same_bytes_any_workers_and_seed_changes_them(data, tmp_path):
     root, _ = data
     two = tmp_path / 'two'
     make_dataset(two, people=PEOPLE, eval_people=EVAL, seed=7, noise=0.34, workers=2, progress=False)
-    a, b = digest(root), digest(two)
+    a, b = tree_digest(root), tree_digest(two)
     assert len(a) > PEOPLE * 7 and a == b
     other = tmp_path / 'other'
     make_dataset(other, people=PEOPLE, eval_people=EVAL, seed=8, noise=0.34, workers=1, progress=False)
-    c = digest(other)
+    c = tree_digest(other)
     assert c['train/train.csv'] != a['train/train.csv']
     def images(d): return {v for k, v in d.items() if k.endswith(('.jpg', '.jpeg', '.png'))
                            and not Path(k).name.startswith('._')}
@@ -130,14 +125,14 @@ def test_swapped_files_hold_the_other_photo(data):
 
 def test_refuses_to_overwrite(tmp_path):
     make_dataset(tmp_path, people=2, eval_people=1, seed=0, workers=1, progress=False)
-    before = digest(tmp_path)
+    before = tree_digest(tmp_path)
     with pytest.raises(FileExistsError, match=re.escape(str(tmp_path / 'train')) + '.*overwrite=True'):
         make_dataset(tmp_path, people=2, eval_people=1, seed=1, workers=1, progress=False)
-    assert digest(tmp_path) == before                             # nothing touched
+    assert tree_digest(tmp_path) == before                             # nothing touched
     stale = tmp_path / 'train' / 'images' / '999999_male_Asian_30'
     stale.mkdir()
     make_dataset(tmp_path, people=2, eval_people=1, seed=1, workers=1, overwrite=True, progress=False)
-    assert not stale.exists() and digest(tmp_path) != before     # replaced, stale folder gone
+    assert not stale.exists() and tree_digest(tmp_path) != before     # replaced, stale folder gone
 
 
 def test_refuses_a_full_eval_folder_and_accepts_empty_ones(tmp_path):
