@@ -5,7 +5,7 @@ Import the helpers by name (`from conftest import run, tree_digest`); pytest put
 Tests marked `slow` (whole training runs, CV, browsers, servers) are left out of the quick inner loop:
 `pytest -m "not slow" tests` takes a few minutes, `make test` runs everything.
 """
-import hashlib, os, shutil, subprocess, sys
+import atexit, hashlib, os, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
+# the default image cache of every test and every command it starts: a folder of the session, never ~/.cache
+os.environ['MASKCLS_CACHE'] = tempfile.mkdtemp(prefix='maskcls-test-cache-')
+atexit.register(shutil.rmtree, os.environ['MASKCLS_CACHE'], ignore_errors=True)
 EXE = shutil.which('maskcls') or str(Path(sys.executable).with_name('maskcls'))
 # one thread per process (the 2-core machine runs several at once); the checkout under test first on the path
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1',
