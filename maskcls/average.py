@@ -23,13 +23,14 @@ from .predict import hard_targets, predict
 from .runs import CheckpointError, load_checkpoint, load_task, run_dirs, save_checkpoint, save_task
 from .files import new_run_dir, write_csv, write_text
 from .cv import score_oof
+from .layout import read_data
 from .splits import image_fold, load_folds, split_for, split_rows
 from .ensemble import member_weights
 from .checkpoints import EPOCHS, NAMES, TOP
 
 # %% auto #0
 __all__ = ['checkpoint_files', 'average_state_dicts', 'average_checkpoints', 'bn_layers', 'recompute_bn', 'bn_loader',
-           'run_split', 'evaluate', 'average_run', 'average_folder']
+           'run_split', 'evaluate', 'average_run', 'average_folder', 'average_report']
 
 # %% ../nbs/16a_average.ipynb #52ccb145
 def _retrain(run: Path, option: str) -> str:
@@ -215,3 +216,25 @@ def average_folder(path, df: pd.DataFrame, out,  # a run or CV folder, the data 
     for name in ('config.yaml', 'folds.csv'): write_text(out / name, (path / name).read_text(encoding='utf-8'))
     rows = [average_run(d, df, out / d.name, **kw) for d in progress_bar(dirs, desc='folds', disable=not progress)]
     return dict(out=out, runs=pd.DataFrame(rows, index=[d.name for d in dirs]), oof=score_oof(out))
+
+# %% ../nbs/16a_average.ipynb #75b90c84
+def average_report(run, out=None, top: int | None = None, swa: int | None = None, bn: bool = True, device=None,
+                   cache_dir=None, data=None, say=print) -> str:
+    "Average the checkpoints of the run or CV folder `run` into `out` (default: beside it): the scores, and what next."
+    dirs = run_dirs(run)
+    cfg = load_config(dirs[0] / 'config.yaml')
+    if data: cfg = replace(cfg, data=str(data))
+    top = top if top is not None or swa is not None else cfg.top_k     # default: every checkpoint kept
+    path = Path(run).resolve()
+    out = out or path.with_name(f"{path.name}_{f'swa{swa}' if swa is not None else f'top{top}'}")
+    what = f'the last {swa} epochs (SWA)' if swa is not None else f'the {top} best checkpoints'
+    say(f"averaging {what} of {len(dirs)} run(s) in {run}" + (' (each fold)' if dirs != [Path(run)] else ''))
+    res = average_folder(run, read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels), out,
+                         top=None if swa is not None else top, swa=swa, bn=bn, device=device, cache_dir=cache_dir,
+                         data=data)
+    t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
+    text = ('validation macro F1 (each run on its own validation people):\n'
+            + t.rename(columns=dict(best_single_f1='best single', valid_f1_bn_averaged='averaged, BN averaged',
+                                    valid_f1_bn_recomputed='averaged, BN recomputed')).round(4).to_string())
+    if res['oof'] is not None: text += f"\nout-of-fold macro F1 of the averaged folds {res['oof']['f1']:.4f}"
+    return text + f"\naveraged run in {res['out']}/: maskcls predict --run {res['out']} --data <eval folder> --out <file>"

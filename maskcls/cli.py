@@ -20,25 +20,13 @@ def cmd_synth(a):
     print(f"wrote {s['train_images']} train and {s['eval_images']} eval images to {a.out} in {s['seconds']:.1f}s")
 
 def cmd_validate(a):
-    import pandas as pd
-    from maskcls.layout import LayoutError, data_summary, read_eval, read_train
-    try:
-        df = read_train(a.data, check_pixels=not a.no_pixels, fix_labels=a.fix_labels, old_age=a.old_age)
-        print('train: ok,', data_summary(df))
-        if a.fix_labels and df.attrs['fixes']: print(pd.DataFrame(df.attrs['fixes']).to_string(index=False))
-        ev = Path(a.data) / 'eval'
-        if ev.exists(): print(f'eval: ok, {len(read_eval(ev, check_pixels=not a.no_pixels))} images')
-    except LayoutError as e:
-        print(e, file=sys.stderr); return 1
+    from maskcls.layout import LayoutError, check_data
+    try: check_data(a.data, check_pixels=not a.no_pixels, fix_labels=a.fix_labels, old_age=a.old_age)
+    except LayoutError as e: print(e, file=sys.stderr); return 1
 
 def cmd_eda(a):
-    from maskcls.eda import write_eda
-    from maskcls.layout import data_summary, read_train
-    from maskcls.files import new_run_dir
-    df = read_train(a.data, old_age=a.old_age)
-    out = new_run_dir(a.out)
-    w = write_eda(df, out, a.old_age)
-    print(f"{data_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser")
+    from maskcls.eda import eda_report
+    print(eda_report(a.data, a.out, a.old_age))
 
 def _config(a, base=None, **overrides):
     "The Config of the command line `a`, its model name checked before any data is read or any folder made."
@@ -49,46 +37,12 @@ def _config(a, base=None, **overrides):
     except ValueError as e: raise ConfigError(f'model: {e}') from None
     return cfg
 
-def _read(cfg):
-    "The training table of a command's Config."
-    from maskcls.layout import read_data
-    return read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels)
+def _print(text):
+    if text: print(text)
 
 def cmd_train(a):
-    import torch
-    from maskcls.splits import split_for
-    from maskcls.layout import data_summary, task_of
-    from maskcls.files import new_run_dir
-    from maskcls.runtime import setup_distributed
-    from maskcls.train import train_run
-    cfg = _config(a, base=_load_run_config(Path(a.resume)) if a.resume else None)
-    rank, world = setup_distributed(cfg.device)               # under torchrun: one process per GPU (or CPU, gloo)
-    df = _read(cfg)
-    tr, va = split_for(cfg, df)
-    run = [Path(a.resume) if a.resume else (new_run_dir(cfg.out) if rank == 0 else None)]
-    if world > 1: torch.distributed.broadcast_object_list(run)   # every process writes into process 0's new folder
-    run = run[0]
-    task = task_of(df)
-    if rank == 0 and task.attributes:
-        print(f'{data_summary(df)}\ntraining on {tr.person.nunique()} people ({len(tr)} images), validating on '
-              f'{va.person.nunique()} ({len(va)}) in {world} process(es); run folder {run}/')
-    elif rank == 0:
-        print(f"{data_summary(df)}\nclasses: {', '.join(task.classes)}\n"
-              f"training on {len(tr)} images, validating on {len(va)} in {world} process(es); run folder {run}/")
-    res = train_run(cfg, tr, va, run, resume=bool(a.resume), task=task)
-    if rank == 0 and res['pseudo_images']:
-        print(f"{res['pseudo_images']} pseudo-labelled images from {cfg.pseudo} were added to the training images "
-              "(never to validation)")
-    if rank == 0: print(f"best macro F1 {res['best']:.4f}; checkpoints, metrics.csv and TensorBoard events in {run}/ "
-                        f"(tensorboard --logdir {run.parent})")
-    if world > 1: torch.distributed.destroy_process_group()
-
-def _load_run_config(run: Path):
-    from maskcls.config import load_config
-    from maskcls.runs import resumable
-    if not resumable(run):
-        raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
-    return load_config(run / 'config.yaml')
+    from maskcls.jobs import resume_config, train_job
+    _print(train_job(_config(a, base=resume_config(a.resume) if a.resume else None), a.resume))
 
 def _devices(a) -> list:
     if a.devices: return a.devices.split(',')
@@ -96,43 +50,16 @@ def _devices(a) -> list:
     return []
 
 def cmd_cv(a):
-    from maskcls.cv import run_cv
-    from maskcls.labels import format_class_scores
-    from maskcls.layout import task_of
-    cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
-    df = _read(cfg)
-    task = task_of(df)
-    res = run_cv(cfg, df, cfg.out, devices=_devices(a), resume=a.resume, task=task)
-    parts = ', '.join(f"{n} {res[f'f1_{n}']:.3f}" for n, _ in task.attributes)    # competition only
-    print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} " + (f"({parts}) " if parts else '')
-          + f"over {res['images']} images; per fold {', '.join(f'{v:.4f}' for v in res['folds'].values())}")
-    if not task.attributes: print('F1 per class: ' + format_class_scores(res, task))
+    from maskcls.jobs import cv_job
+    print(cv_job(_config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'})), _devices(a), a.resume))
 
 def cmd_predict(a):
     from maskcls.inference import predict_files
     print(predict_files(a.run, a.data, a.out, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
 def cmd_average(a):
-    from dataclasses import replace
-    from maskcls.average import average_folder
-    from maskcls.config import load_config
-    from maskcls.runs import run_dirs
-    dirs = run_dirs(a.run)
-    cfg = load_config(dirs[0] / 'config.yaml')
-    if a.data: cfg = replace(cfg, data=str(a.data))
-    top = a.top if a.top is not None or a.swa is not None else cfg.top_k     # default: every checkpoint kept
-    run = Path(a.run).resolve()
-    out = a.out or run.with_name(f"{run.name}_{f'swa{a.swa}' if a.swa is not None else f'top{top}'}")
-    what = f'the last {a.swa} epochs (SWA)' if a.swa is not None else f'the {top} best checkpoints'
-    print(f"averaging {what} of {len(dirs)} run(s) in {a.run}" + (' (each fold)' if dirs != [Path(a.run)] else ''))
-    res = average_folder(a.run, _read(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
-                  device=a.device, cache_dir=a.cache_dir, data=a.data)
-    t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
-    print('validation macro F1 (each run on its own validation people):\n'
-          + t.rename(columns=dict(best_single_f1='best single', valid_f1_bn_averaged='averaged, BN averaged',
-                                  valid_f1_bn_recomputed='averaged, BN recomputed')).round(4).to_string())
-    if res['oof'] is not None: print(f"out-of-fold macro F1 of the averaged folds {res['oof']['f1']:.4f}")
-    print(f"averaged run in {res['out']}/: maskcls predict --run {res['out']} --data <eval folder> --out <file>")
+    from maskcls.average import average_report
+    print(average_report(a.run, a.out, a.top, a.swa, a.bn, device=a.device, cache_dir=a.cache_dir, data=a.data))
 
 def cmd_ensemble(a):
     from maskcls.submission import compose_report, ensemble_report
@@ -150,22 +77,11 @@ def cmd_pseudo(a):
     print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
 def cmd_hpo(a):
-    from dataclasses import replace
-    import yaml
-    from maskcls.hpo import SPACE
-    from maskcls.hpo_workers import tune
+    from maskcls.jobs import hpo_job
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/hpo'}))
-    folder = Path(cfg.out)
-    base = replace(cfg, out=str(folder / 'best'))   # `maskcls train --config <folder>/best_config.yaml` trains there
-    space = yaml.safe_load(Path(a.space).read_text()) if a.space else SPACE
-    study = tune(base, _read(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search,
-                 pruner=a.pruner, seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True,
-                 storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus, retries=a.retries)
-    out = folder if a.storage else Path(study.user_attrs['out'])   # a shared study's commands share their folder
-    print(f"best macro F1 {study.best_value:.4f} with {study.best_params}\n"
-          f"repeat it: maskcls train --config {out / 'best_config.yaml'}\n"
-          f"all trials: {out / 'trials.csv'}, {out / 'search.png'} (each panel also as search_*.png)\n"
-          f"the page of the search: {out / 'index.html'} (open it in a browser)")
+    print(hpo_job(cfg, a.space, a.trials, objective=a.objective, sampler=a.search, pruner=a.pruner, seed=a.search_seed,
+                  timeout=a.timeout, resume=a.resume, storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus,
+                  retries=a.retries))
 
 def cmd_compare(a):
     from maskcls.compare import write_compare_report
@@ -174,14 +90,9 @@ def cmd_compare(a):
     print(f"report: {w['index']} (open it in a browser)")
 
 def cmd_runs(a):
-    from maskcls.experiments import format_runs, runs_table, write_runs_page
-    t = runs_table(*a.dirs)
-    if a.sort != 'f1' and len(t):        # runs_table sorts by macro F1, best first
-        t = t.sort_values(a.sort, ascending=a.sort == 'run', kind='stable').reset_index(drop=True)
-    print(format_runs(t))
-    if a.out is not None:
-        w = write_runs_page(t, a.out)
-        print(f"\npage: {w['index']} (open it in a browser)   table: {w['csv']}")
+    from maskcls.experiments import runs_report
+    print(runs_report(*a.dirs, sort=a.sort, out=a.out))
+
 def _names(s: str) -> tuple: return tuple(x.strip().replace('-', '_') for x in s.split(',') if x.strip())
 
 def cmd_suspects(a):
@@ -444,31 +355,10 @@ def _command_of(argv) -> str | None:
     "The command a command line names: its first word that is not an option (`maskcls` itself takes only --help)."
     return next((str(w) for w in argv if not str(w).startswith('-')), None)
 
-def _run_cache(run) -> str:
-    "The image cache folder recorded in `run`'s settings, else the default one."
-    from maskcls.config import Config, load_config
-    try: return load_config(Path(run) / 'config.yaml').cache_dir
-    except Exception: return Config().cache_dir
-
 def _fault_line(a, e: BaseException) -> str | None:
     "One line for a file that could not be written (full disk, read-only or removed folder): which, and how to go on."
-    from maskcls.files import fault_line, file_fault
-    if file_fault(e) is None: return None
-    from maskcls.config import Config
-    from maskcls.runs import resumable
-    resume = a.resume if isinstance(getattr(a, 'resume', None), Path) else None
-    out = resume or getattr(a, 'out', None) or (Config().out if a.command == 'train' else None)
-    given = resume or getattr(a, 'run', None)                  # a run whose settings name the cache
-    cache = getattr(a, 'cache_dir', None) or (_run_cache(given) if given else Config().cache_dir)
-    what = {'train': 'the run folder', 'cv': 'the CV folder'}.get(a.command, 'the output folder')
-    line = fault_line(e, [(cache, 'the image cache', '--cache-dir'), (out, what, '--out')])
-    ff = file_fault(e)
-    if line is None or ff.kind != 'full': return line
-    where = Path(ff.filename or out or '.')
-    run = next((d for d in (where, *where.parents) if resumable(d)), None)
-    if run is not None and a.command == 'train': line += f'; then continue with: maskcls train --resume {run}'
-    if run is not None and a.command == 'cv': line += f'; then rerun it with --resume --out {run.parent}'
-    return line
+    from maskcls.jobs import command_fault
+    return command_fault(a.command, e, **{k: getattr(a, k, None) for k in ('out', 'resume', 'run', 'cache_dir')})
 
 def _quiet_file_fault(args):
     "A background thread (TensorBoard's writer) that died of a file fault: no traceback; the command reports it once."

@@ -14,12 +14,13 @@ from PIL import Image
 
 from .labels import (AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES, N_CLASSES, OLD_AGE, YOUNG_AGE,
                             age_group, class_name, decode)
-from .files import atomic_write
+from .files import atomic_write, new_run_dir
+from .layout import data_summary, read_train
 from .pages import figure, para, section, table, write_page
 
 # %% auto #0
 __all__ = ['class_counts', 'attribute_counts', 'plot_class_counts', 'plot_attribute_counts', 'old_counts', 'plot_age_hist',
-           'image_grid', 'class_grid', 'image_stats', 'summarize_stats', 'write_eda']
+           'image_grid', 'class_grid', 'image_stats', 'summarize_stats', 'write_eda', 'eda_report']
 
 # %% ../nbs/03_eda.ipynb #e7c4ae71
 def class_counts(df: pd.DataFrame) -> pd.Series:
@@ -186,3 +187,11 @@ def write_eda(df: pd.DataFrame, out, old_age: int = OLD_AGE,
                                   files=[f'{k}.csv' for k in tables],
                                   subtitle=f'Training data in {name}; old age group from {old_age}.')
     return written
+
+# %% ../nbs/03_eda.ipynb #6af70db4
+def eda_report(root, out, old_age: int = OLD_AGE) -> str:
+    "Write the EDA of the data folder `root` into a new folder `out`: a line on the data, and where the page is."
+    df = read_train(root, old_age=old_age)
+    out = new_run_dir(out)
+    w = write_eda(df, out, old_age)
+    return f"{data_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser"

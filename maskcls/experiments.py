@@ -15,7 +15,7 @@ from .pages import link, para, section, table, write_page
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['find_runs', 'run_summary', 'runs_table', 'format_runs', 'write_runs_page']
+__all__ = ['find_runs', 'run_summary', 'runs_table', 'format_runs', 'write_runs_page', 'runs_report']
 
 # %% ../nbs/19a_experiments.ipynb #ab1a000f
 def _is_cv(d: Path) -> bool: return (d / 'config.yaml').is_file() and (d / 'folds.csv').is_file()
@@ -147,3 +147,15 @@ def write_runs_page(t: pd.DataFrame, out, title: str = '') -> dict:
                f"{n_of(n_cv, 'cross validation')}", body, files=['runs.csv'],
                subtitle='Every run and CV folder under ' + ', '.join(t.attrs.get('dirs', [])))
     return paths
+
+# %% ../nbs/19a_experiments.ipynb #ecf6feb4
+def runs_report(*dirs, sort: str = 'f1', out=None) -> str:
+    "Every run and CV folder under `dirs` as text sorted by `sort` (f1, when or run); with `out`, also its page."
+    t = runs_table(*dirs)
+    if sort != 'f1' and len(t):        # runs_table sorts by macro F1, best first
+        t = t.sort_values(sort, ascending=sort == 'run', kind='stable').reset_index(drop=True)
+    text = format_runs(t)
+    if out is not None:
+        w = write_runs_page(t, out)
+        text += f"\n\npage: {w['index']} (open it in a browser)   table: {w['csv']}"
+    return text

@@ -22,7 +22,7 @@ __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
            'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'eval_root', 'read_eval',
            'read_image_folder', 'task_of', 'for_task', 'training_labels', 'read_pseudo', 'check_pseudo', 'read_images',
-           'read_data', 'read_predict_data', 'data_summary']
+           'read_data', 'read_predict_data', 'data_summary', 'check_data']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -434,3 +434,12 @@ def data_summary(df: pd.DataFrame) -> str:
                 f"({r.get('skipped_junk', 0)} macOS junk entries skipped)")
     return (f"{r.get('images', len(df))} images of {r.get('people', '?')} people in {r.get('root', '?')} "
             f"({r.get('skipped_junk', 0)} macOS junk entries skipped, {r.get('label_fixes', 0)} label fixes)")
+
+# %% ../nbs/01_layout.ipynb #a2d3a9b1
+def check_data(root, check_pixels: bool = True, fix_labels: bool = False, old_age: int = OLD_AGE, say=print):
+    "Check the data folder `root` (its train/ and eval/) with every check on: says a line per part, raises `LayoutError`."
+    df = read_train(root, check_pixels=check_pixels, fix_labels=fix_labels, old_age=old_age)
+    say('train: ok, ' + data_summary(df))
+    if fix_labels and df.attrs['fixes']: say(pd.DataFrame(df.attrs['fixes']).to_string(index=False))
+    ev = Path(root) / 'eval'
+    if ev.exists(): say(f'eval: ok, {len(read_eval(ev, check_pixels=check_pixels))} images')
