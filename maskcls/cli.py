@@ -37,12 +37,10 @@ def _config(a, base=None, **overrides):
     except ValueError as e: raise ConfigError(f'model: {e}') from None
     return cfg
 
-def _print(text):
-    if text: print(text)
-
 def cmd_train(a):
     from maskcls.jobs import resume_config, train_job
-    _print(train_job(_config(a, base=resume_config(a.resume) if a.resume else None), a.resume))
+    text = train_job(_config(a, base=resume_config(a.resume) if a.resume else None), a.resume)
+    if text: print(text)                                  # processes after the first of a torchrun print nothing
 
 def _devices(a) -> list:
     if a.devices: return a.devices.split(',')
@@ -115,97 +113,93 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
         if '(default' in (action.help or ''): return action.help
         return super()._get_help_string(action)
 
+def _opts(p, *opts):
+    "Add options written as `(flag, type, default, help[, more keywords])`: type bool is a switch, default ... required."
+    for flag, t, default, help, *more in opts:
+        kw = dict(action='store_true') if t is bool else dict(type=t, required=True) if default is ... else \
+            dict(type=t, default=default)
+        p.add_argument(flag, help=help, **kw, **(more[0] if more else {}))
+
 def _synth_args(p):
-    p.add_argument('--out', required=True, type=Path, help='folder to create (gets train/ and eval/)')
-    p.add_argument('--people', type=int, default=300, help='training people (7 images each)')
-    p.add_argument('--eval-people', type=int, default=None, help='eval people (default: half of --people)')
-    p.add_argument('--seed', type=int, default=0, help='same seed, same bytes')
-    p.add_argument('--noise', type=float, default=0.0,
-                   help='share of people given a wrong label on purpose (recorded in train/noise.csv)')
-    p.add_argument('--workers', type=int, default=None, help='processes (default: all cores)')
-    p.add_argument('--overwrite', action='store_true', help='write into a non-empty folder')
+    _opts(p, ('--out', Path, ..., 'folder to create (gets train/ and eval/)'),
+          ('--people', int, 300, 'training people (7 images each)'),
+          ('--eval-people', int, None, 'eval people (default: half of --people)'),
+          ('--seed', int, 0, 'same seed, same bytes'),
+          ('--noise', float, 0.0, 'share of people given a wrong label on purpose (recorded in train/noise.csv)'),
+          ('--workers', int, None, 'processes (default: all cores)'),
+          ('--overwrite', bool, False, 'write into a non-empty folder'))
 
 def _validate_args(p):
     from maskcls.labels import OLD_AGE
-    p.add_argument('--data', required=True, type=Path, help='folder holding train/ (and eval/)')
-    p.add_argument('--no-pixels', action='store_true',
-                   help='skip decoding every image (faster, misses truncated files)')
-    p.add_argument('--fix-labels', action='store_true', help='apply the known label corrections and list them')
-    p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
+    _opts(p, ('--data', Path, ..., 'folder holding train/ (and eval/)'),
+          ('--no-pixels', bool, False, 'skip decoding every image (faster, misses truncated files)'),
+          ('--fix-labels', bool, False, 'apply the known label corrections and list them'),
+          ('--old-age', int, OLD_AGE, 'first age of the old group'))
 
 def _eda_args(p):
     from maskcls.labels import OLD_AGE
-    p.add_argument('--data', required=True, type=Path, help='folder holding train/')
-    p.add_argument('--out', type=Path, default=Path('runs/eda'), help='output folder (a new one if taken)')
-    p.add_argument('--old-age', type=int, default=OLD_AGE, help='first age of the old group')
+    _opts(p, ('--data', Path, ..., 'folder holding train/'),
+          ('--out', Path, Path('runs/eda'), 'output folder (a new one if taken)'),
+          ('--old-age', int, OLD_AGE, 'first age of the old group'))
 
 def _device_args(p):
-    p.add_argument('--gpus', default='', help='comma-separated GPU numbers: folds run in parallel, one process per GPU '
-                                              '(e.g. 0,1,2,3; default: none, folds one after another on --device)')
-    p.add_argument('--devices', default='', help='comma-separated torch devices for parallel folds '
-                                                 '(e.g. cuda:0,cuda:1 or cpu,cpu; default: none)')
+    _opts(p, ('--gpus', str, '', 'comma-separated GPU numbers: folds run in parallel, one process per GPU '
+                                 '(e.g. 0,1,2,3; default: none, folds one after another on --device)'),
+          ('--devices', str, '', 'comma-separated torch devices for parallel folds '
+                                 '(e.g. cuda:0,cuda:1 or cpu,cpu; default: none)'))
 
 def _train_args(p):
     from maskcls.config import add_config_args
     add_config_args(p)
-    p.add_argument('--resume', type=Path, default=None,
-                   help='continue the interrupted run in this folder (default: none, a new run)')
+    _opts(p, ('--resume', Path, None, 'continue the interrupted run in this folder (default: none, a new run)'))
 
 def _cv_args(p):
     from maskcls.config import add_config_args
     add_config_args(p); _device_args(p)
-    p.add_argument('--resume', action='store_true',
-                   help='continue the CV folder --out: skip finished folds, resume the interrupted one')
+    _opts(p, ('--resume', bool, False, 'continue the CV folder --out: skip finished folds, resume the interrupted one'))
 
 def _predict_args(p):
     from maskcls.tta import TTA_PRESETS
-    p.add_argument('--run', required=True, type=Path, help='a training run folder, or a CV folder (its folds vote)')
-    p.add_argument('--data', required=True, type=Path,
-                   help='the eval/ folder (info.csv + images/) or the folder holding it; or any folder of images, '
-                        'or an ImageFolder tree (root/<class>/<image>, scored by its folder names)')
-    p.add_argument('--tta', default='face',
-                   help=f'test-time augmentation: a preset {list(TTA_PRESETS)} or view names joined by commas')
-    p.add_argument('--merge', default='mean', choices=['mean', 'gmean', 'max'], help='how TTA views are merged')
-    p.add_argument('--out', required=True, type=Path,
-                   help='prediction file to write (ImageID,p0..p17: a column per class); '
-                        'a submission beside it with info.csv')
-    p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
-    p.add_argument('--batch-size', type=int, default=None,
-                   help="images per batch, before TTA views (default: twice the run's batch size)")
+    _opts(p, ('--run', Path, ..., 'a training run folder, or a CV folder (its folds vote)'),
+          ('--data', Path, ..., 'the eval/ folder (info.csv + images/) or the folder holding it; or any folder of '
+                                'images, or an ImageFolder tree (root/<class>/<image>, scored by its folder names)'),
+          ('--tta', str, 'face', f'test-time augmentation: a preset {list(TTA_PRESETS)} or view names joined by commas'),
+          ('--merge', str, 'mean', 'how TTA views are merged', dict(choices=['mean', 'gmean', 'max'])),
+          ('--out', Path, ..., 'prediction file to write (ImageID,p0..p17: a column per class); '
+                               'a submission beside it with info.csv'),
+          ('--device', str, None, "torch device (default: the run's, CUDA when available)"),
+          ('--batch-size', int, None, "images per batch, before TTA views (default: twice the run's batch size)"))
 
 def _average_args(p):
     p.add_argument('run', type=Path, metavar='RUN', help='a training run folder, or a CV folder (each fold is averaged)')
     how = p.add_mutually_exclusive_group()
-    how.add_argument('--top', type=int, default=None, metavar='K',
-                     help="average the K best checkpoints in top/ (default: all the run kept, its top_k)")
-    how.add_argument('--swa', type=int, default=None, metavar='N',
-                     help='average the weights of the last N epochs in epochs/, kept by training with --keep-last N '
-                          '(default: none, --top)')
-    p.add_argument('--out', type=Path, default=None,
-                   help='the averaged run folder, never the run itself (default: RUN_top<K> or RUN_swa<N> beside RUN, '
-                        'a new one if taken)')
+    _opts(how, ('--top', int, None, 'average the K best checkpoints in top/ (default: all the run kept, its top_k)',
+                dict(metavar='K')),
+          ('--swa', int, None, 'average the weights of the last N epochs in epochs/, kept by training with '
+                               '--keep-last N (default: none, --top)', dict(metavar='N')))
+    _opts(p, ('--out', Path, None, 'the averaged run folder, never the run itself (default: RUN_top<K> or RUN_swa<N> '
+                                   'beside RUN, a new one if taken)'))
     p.add_argument('--no-bn-update', dest='bn', action='store_false',
                    help='keep the averaged BatchNorm statistics (default: recompute them on the training images)')
-    p.add_argument('--data', type=Path, default=None,
-                   help="the dataset the run trained on (default: the folder its config.yaml names)")
-    p.add_argument('--cache-dir', type=Path, default=None, help="decoded-image cache (default: the run's)")
-    p.add_argument('--device', default=None, help="torch device (default: the run's, CUDA when available)")
+    _opts(p, ('--data', Path, None, 'the dataset the run trained on (default: the folder its config.yaml names)'),
+          ('--cache-dir', Path, None, "decoded-image cache (default: the run's)"),
+          ('--device', str, None, "torch device (default: the run's, CUDA when available)"))
 
 def _ensemble_args(p):
     from maskcls.submission import ENSEMBLE_METHODS
     p.add_argument('files', nargs='*', type=Path,
                    help='prediction files (ImageID,p0..p17: a column per class) or submissions (ImageID,ans) '
                         '(default: none; required unless --compose)')
-    p.add_argument('--compose', nargs=3, type=Path, default=None, metavar=('MASK', 'GENDER', 'AGE'),
-                   help='instead of voting: compose the prediction files (or oof.csv files, or CV folders) of a mask, '
-                        'a gender and an age model into 18 classes (default: none)')
-    p.add_argument('--method', default='soft', choices=ENSEMBLE_METHODS, help='how members vote')
-    p.add_argument('--weights', default='', help='comma-separated member weights (default: equal)')
-    p.add_argument('--oof', nargs='+', type=Path, default=None,
-                   help='greedy and stack: one oof.csv per member, in the same order (default: none)')
-    p.add_argument('--info', type=Path, default=None,
-                   help='eval/info.csv: rows in its order, and a submission is written (default: none, rows as read)')
-    p.add_argument('--out', required=True, type=Path, help='output file')
+    _opts(p, ('--compose', Path, None, 'instead of voting: compose the prediction files (or oof.csv files, or CV '
+                                       'folders) of a mask, a gender and an age model into 18 classes (default: none)',
+              dict(nargs=3, metavar=('MASK', 'GENDER', 'AGE'))),
+          ('--method', str, 'soft', 'how members vote', dict(choices=ENSEMBLE_METHODS)),
+          ('--weights', str, '', 'comma-separated member weights (default: equal)'),
+          ('--oof', Path, None, 'greedy and stack: one oof.csv per member, in the same order (default: none)',
+           dict(nargs='+')),
+          ('--info', Path, None, 'eval/info.csv: rows in its order, and a submission is written (default: none, rows '
+                                 'as read)'),
+          ('--out', Path, ..., 'output file'))
 
 def _pseudo_args(p):
     from maskcls.pseudo import DEFAULT_THRESHOLDS
@@ -219,31 +213,26 @@ def _pseudo_args(p):
 
 def _compare_args(p):
     p.add_argument('a', type=Path, help='first submission'); p.add_argument('b', type=Path, help='second submission')
-    p.add_argument('--eval', required=True, type=Path,
-                   help='the eval/ folder (info.csv, images/, and gt.csv if synthetic)')
-    p.add_argument('--out', type=Path, default=Path('runs/compare'), help='report folder (a new one if taken)')
+    _opts(p, ('--eval', Path, ..., 'the eval/ folder (info.csv, images/, and gt.csv if synthetic)'),
+          ('--out', Path, Path('runs/compare'), 'report folder (a new one if taken)'))
 
 def _suspects_args(p):
     from maskcls.suspects import FIXABLE, METHODS
-    p.add_argument('--cv', required=True, type=Path, help='a CV folder of `maskcls cv` (holding oof.csv)')
-    p.add_argument('--out', type=Path, default=Path('runs/suspects'), help='output folder (a new one if taken)')
-    p.add_argument('--top', type=int, default=50,
-                   help='people shown with their photos on the page (all are in suspects.csv)')
-    p.add_argument('--attributes', default='mask,gender,age', help='attributes to judge, comma-separated')
-    p.add_argument('--method', default='normalized_margin', choices=METHODS, help="cleanlab's label quality score")
-    p.add_argument('--no-thresholds', action='store_true',
-                   help='rank without subtracting the per-class thresholds first')
-    p.add_argument('--no-pairs', action='store_true',
-                   help='judge the normal and incorrect_mask photos one by one, not as a pair')
-    p.add_argument('--baseline', action='store_true',
-                   help='rank by the baseline instead: self-confidence of gender and mask; no thresholds, pairs, age')
-    p.add_argument('--write-fixed', type=Path, default=None,
-                   help='also write a corrected copy of the data into this new folder (default: none)')
-    p.add_argument('--fix', default='mask_swap',
-                   help=f"kinds of flagged labels the copy corrects, comma-separated, of {','.join(FIXABLE)}")
-    p.add_argument('--min-score', type=float, default=0.5, help='correct only flagged labels scored at least this')
-    p.add_argument('--data', type=Path, default=None,
-                   help="the data folder the CV ran on (default: the one in the CV folder's config.yaml)")
+    _opts(p, ('--cv', Path, ..., 'a CV folder of `maskcls cv` (holding oof.csv)'),
+          ('--out', Path, Path('runs/suspects'), 'output folder (a new one if taken)'),
+          ('--top', int, 50, 'people shown with their photos on the page (all are in suspects.csv)'),
+          ('--attributes', str, 'mask,gender,age', 'attributes to judge, comma-separated'),
+          ('--method', str, 'normalized_margin', "cleanlab's label quality score", dict(choices=METHODS)),
+          ('--no-thresholds', bool, False, 'rank without subtracting the per-class thresholds first'),
+          ('--no-pairs', bool, False, 'judge the normal and incorrect_mask photos one by one, not as a pair'),
+          ('--baseline', bool, False, 'rank by the baseline instead: self-confidence of gender and mask; no '
+                                      'thresholds, pairs, age'),
+          ('--write-fixed', Path, None, 'also write a corrected copy of the data into this new folder (default: none)'),
+          ('--fix', str, 'mask_swap', f"kinds of flagged labels the copy corrects, comma-separated, of "
+                                      f"{','.join(FIXABLE)}"),
+          ('--min-score', float, 0.5, 'correct only flagged labels scored at least this'),
+          ('--data', Path, None, "the data folder the CV ran on (default: the one in the CV folder's config.yaml)"))
+
 def _int_list(s: str) -> list:
     try: return [int(x) for x in s.split(',')]
     except ValueError: raise argparse.ArgumentTypeError(f'expected numbers separated by commas, e.g. 0,1; got {s!r}')
@@ -253,35 +242,27 @@ def _hpo_args(p):
     from maskcls.hpo import OBJECTIVES, PRUNERS, SEARCH_SAMPLERS
     from maskcls.hpo_workers import RETRIES, STUDY_NAME
     add_config_args(p)
-    p.add_argument('--space', type=Path, default=None,
-                   help='YAML search space, e.g. "lr: [log, 1.0e-4, 3.0e-2]" (default: maskcls.hpo.SPACE)')
-    p.add_argument('--trials', type=int, default=20,
-                   help='trials to run (added to those already in the study with --resume; with --storage: '
-                        'the total of the study, however many commands share it)')
-    p.add_argument('--objective', default='holdout', choices=OBJECTIVES,
-                   help='score of a trial: one person-level split, or out-of-fold F1')
-    p.add_argument('--search', default='tpe', choices=SEARCH_SAMPLERS,
-                   help='how trials are chosen (--sampler is the training sampler)')
-    p.add_argument('--pruner', default='median', choices=PRUNERS, help='stop bad trials early')
-    p.add_argument('--search-seed', type=int, default=0,
-                   help='seed of the search sampler (the training seed is --seed)')
-    p.add_argument('--timeout', type=float, default=None,
-                   help='stop starting trials after this many seconds (default: none)')
-    p.add_argument('--resume', action='store_true', help='add trials to the study in --out')
-    p.add_argument('--storage', default=None,
-                   help='where the study lives, shared by every command given the same: a journal file '
-                        '(journal:///abs/path.log, or a path ending in .log) for processes on one machine, or a '
-                        "database URL (postgresql://user:pw@host:5432/db, mysql+pymysql://...; pip install "
-                        "'maskcls[hpo]') for several machines (default: --out/study.db)")
-    p.add_argument('--study', default=STUDY_NAME, help='name of the study in --storage')
-    p.add_argument('--jobs', type=int, default=1,
-                   help='worker processes on this machine, all taking trials from the study '
-                        '(--workers is the processes that build the cache)')
-    p.add_argument('--gpus', type=_int_list, default=None, metavar='0,1,...',
-                   help='GPUs to pin the --jobs workers to, one each in turn (default: none, the CPU threads '
-                        'are shared out)')
-    p.add_argument('--retries', type=int, default=RETRIES,
-                   help='times a trial whose process died is run again')
+    _opts(p, ('--space', Path, None, 'YAML search space, e.g. "lr: [log, 1.0e-4, 3.0e-2]" (default: maskcls.hpo.SPACE)'),
+          ('--trials', int, 20, 'trials to run (added to those already in the study with --resume; with --storage: '
+                                'the total of the study, however many commands share it)'),
+          ('--objective', str, 'holdout', 'score of a trial: one person-level split, or out-of-fold F1',
+           dict(choices=OBJECTIVES)),
+          ('--search', str, 'tpe', 'how trials are chosen (--sampler is the training sampler)',
+           dict(choices=SEARCH_SAMPLERS)),
+          ('--pruner', str, 'median', 'stop bad trials early', dict(choices=PRUNERS)),
+          ('--search-seed', int, 0, 'seed of the search sampler (the training seed is --seed)'),
+          ('--timeout', float, None, 'stop starting trials after this many seconds (default: none)'),
+          ('--resume', bool, False, 'add trials to the study in --out'),
+          ('--storage', str, None, 'where the study lives, shared by every command given the same: a journal file '
+                                   '(journal:///abs/path.log, or a path ending in .log) for processes on one machine, '
+                                   'or a database URL (postgresql://user:pw@host:5432/db, mysql+pymysql://...; pip '
+                                   "install 'maskcls[hpo]') for several machines (default: --out/study.db)"),
+          ('--study', str, STUDY_NAME, 'name of the study in --storage'),
+          ('--jobs', int, 1, 'worker processes on this machine, all taking trials from the study (--workers is the '
+                             'processes that build the cache)'),
+          ('--gpus', _int_list, None, 'GPUs to pin the --jobs workers to, one each in turn (default: none, the CPU '
+                                      'threads are shared out)', dict(metavar='0,1,...')),
+          ('--retries', int, RETRIES, 'times a trial whose process died is run again'))
 
 def _preset(k: str) -> str:
     from maskcls.demo import DEMO_PRESETS
@@ -290,31 +271,29 @@ def _preset(k: str) -> str:
 def _runs_args(p):
     p.add_argument('dirs', nargs='*', type=Path, default=[Path('runs')], metavar='DIR',
                    help='folders to search for run and CV folders (default: runs)')
-    p.add_argument('--out', type=Path, default=None,
-                   help='also write index.html (sortable) and runs.csv into this folder (default: print only)')
-    p.add_argument('--sort', default='f1', choices=('f1', 'when', 'run'),
-                   help='order of the rows: macro F1 (best first), start time (newest first) or folder name')
+    _opts(p, ('--out', Path, None, 'also write index.html (sortable) and runs.csv into this folder (default: print '
+                                   'only)'),
+          ('--sort', str, 'f1', 'order of the rows: macro F1 (best first), start time (newest first) or folder name',
+           dict(choices=('f1', 'when', 'run'))))
 
 def _demo_args(p):
     size = p.add_mutually_exclusive_group()
-    size.add_argument('--quick', action='store_true',
-                      help='sized for 2 CPU cores, a few minutes (default: on, unless --full)')
-    size.add_argument('--full', action='store_true', help='sized for one GPU: 2,700 people, resnet18 at 256x192')
-    p.add_argument('--data', type=Path, default=Path('data/synth'), help='dataset folder (generated if missing)')
-    p.add_argument('--out', type=Path, default=Path('runs/demo'), help='output folder (a new one if taken)')
-    p.add_argument('--cache-dir', type=Path, default=Path('cache'), help='decoded-image cache folder')
-    p.add_argument('--people', type=int, default=None,
-                   help=f"people to generate if the data is missing {_preset('people')}")
-    p.add_argument('--eval-people', type=int, default=None, help='eval people to generate (default: half of --people)')
-    p.add_argument('--folds', type=int, default=5, help='cross-validation folds')
-    p.add_argument('--epochs', type=int, default=None, help=f"training epochs {_preset('epochs')}")
-    p.add_argument('--model', default=None, help=f"backbone: tiny for CPU, e.g. resnet18 on a GPU {_preset('model')}")
-    p.add_argument('--img-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
-                   help=f"image size, height then width {_preset('img_size')}")
-    p.add_argument('--batch-size', type=int, default=None, help=f"training batch size {_preset('batch_size')}")
-    p.add_argument('--tta', default='face', help='test-time augmentation preset or views')
-    p.add_argument('--device', default=None, help='torch device (default: CUDA when available)')
-    p.add_argument('--seed', type=int, default=0, help='seed of the data and of the training')
+    _opts(size, ('--quick', bool, False, 'sized for 2 CPU cores, a few minutes (default: on, unless --full)'),
+          ('--full', bool, False, 'sized for one GPU: 2,700 people, resnet18 at 256x192'))
+    _opts(p, ('--data', Path, Path('data/synth'), 'dataset folder (generated if missing)'),
+          ('--out', Path, Path('runs/demo'), 'output folder (a new one if taken)'),
+          ('--cache-dir', Path, Path('cache'), 'decoded-image cache folder'),
+          ('--people', int, None, f"people to generate if the data is missing {_preset('people')}"),
+          ('--eval-people', int, None, 'eval people to generate (default: half of --people)'),
+          ('--folds', int, 5, 'cross-validation folds'),
+          ('--epochs', int, None, f"training epochs {_preset('epochs')}"),
+          ('--model', str, None, f"backbone: tiny for CPU, e.g. resnet18 on a GPU {_preset('model')}"),
+          ('--img-size', int, None, f"image size, height then width {_preset('img_size')}",
+           dict(nargs=2, metavar=('H', 'W'))),
+          ('--batch-size', int, None, f"training batch size {_preset('batch_size')}"),
+          ('--tta', str, 'face', 'test-time augmentation preset or views'),
+          ('--device', str, None, 'torch device (default: CUDA when available)'),
+          ('--seed', int, 0, 'seed of the data and of the training'))
     _device_args(p)
 
 COMMANDS = dict(   # name: (function, what it does, the function that adds its options)
@@ -355,11 +334,6 @@ def _command_of(argv) -> str | None:
     "The command a command line names: its first word that is not an option (`maskcls` itself takes only --help)."
     return next((str(w) for w in argv if not str(w).startswith('-')), None)
 
-def _fault_line(a, e: BaseException) -> str | None:
-    "One line for a file that could not be written (full disk, read-only or removed folder): which, and how to go on."
-    from maskcls.jobs import command_fault
-    return command_fault(a.command, e, **{k: getattr(a, k, None) for k in ('out', 'resume', 'run', 'cache_dir')})
-
 def _quiet_file_fault(args):
     "A background thread (TensorBoard's writer) that died of a file fault: no traceback; the command reports it once."
     from maskcls.files import file_fault
@@ -372,7 +346,8 @@ def main(argv=None) -> int:
     threading.excepthook = _quiet_file_fault
     try: return a.func(a) or 0
     except Exception as e:
-        line = _fault_line(a, e)                # a full disk, a read-only or removed folder: one line, no traceback
+        from maskcls.jobs import command_fault  # a full disk, a read-only or removed folder: one line, no traceback
+        line = command_fault(a.command, e, **{k: getattr(a, k, None) for k in ('out', 'resume', 'run', 'cache_dir')})
         if line is not None: print(f'maskcls {a.command}: {line}', file=sys.stderr); return 1
         from maskcls.config import ConfigError
         from maskcls.layout import LayoutError
