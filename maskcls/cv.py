@@ -15,31 +15,30 @@ import pandas as pd
 import torch
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from .labels import (AGE_NAMES, GENDER_NAMES, N_CLASSES, PROB_COLS, Task, age_group, attribute_index, confusion,
+from .labels import (AGE_NAMES, GENDER_NAMES, MASK_TASK, N_CLASSES, PROB_COLS, Task, age_group, confusion,
                             decode, scores)
-from .layout import for_task, task_of
+from .layout import for_task, task_for
 from .cache import die_with_parent
 from .loader import Loader, pick_device
-from .config import Config, load_config, save_config
+from .config import Config
 from .runtime import open_cache
 from .predict import plot_confusion, predict
-from .runs import (check_same_config, load_task, new_run_dir, resumable, save_figure, save_task, write_csv,
-                          write_cv_session, write_text)
+from .runs import check_same_config, new_run_dir, resumable, save_figure, write_csv, write_cv_session, write_text
+from .rundir import CVDir
 from .pages import write_index
 from .train import train_run
 
 # %% auto #0
 __all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_balance', 'save_folds', 'load_folds', 'folds_for',
-           'split_rows', 'split_for', 'train_fold', 'run_cv', 'read_oof', 'score_oof', 'age_errors', 'plot_age_errors',
+           'split_rows', 'split_for', 'train_fold', 'run_cv', 'score_oof', 'age_errors', 'plot_age_errors',
            'split_experiment', 'plot_split_experiment']
 
 # %% ../nbs/14_cv.ipynb #a353487f
 def people_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per person with the gender x age-group stratum (0..5) of the label (its class: a task without attributes;
-    the 18 classes' stratum, from the columns, for a model of one attribute: the same folds)."""
-    t = task_of(df)
-    if attribute_index(t) is not None: stratum = df['gender'].to_numpy() * 3 + age_group(df['age'].to_numpy())
-    elif t.attributes: _, g, a = decode(df['label'].to_numpy()); stratum = g * 3 + a
+    """One row per person with the gender x age-group stratum (0..5), from the `gender` and `age` columns of the
+    competition's table (the same folds for the 18 classes and for a model of one attribute); the label's class for
+    a table without them (an ImageFolder tree)."""
+    if {'gender', 'age'} <= set(df.columns): stratum = df['gender'].to_numpy() * 3 + age_group(df['age'].to_numpy())
     else: stratum = df['label'].to_numpy()
     p = pd.DataFrame(dict(person=df['person'].to_numpy(), stratum=stratum)).drop_duplicates('person')
     if p['person'].duplicated().any():
@@ -126,24 +125,20 @@ def split_for(cfg: Config, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame
                       max(cfg.fold, 0))
 
 # %% ../nbs/14_cv.ipynb #25c19fe4
-def _fold_done(d: Path) -> bool: return (d / 'done.json').exists() and (d / 'valid_preds.csv').exists()
-
 def train_fold(cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, fold: int, out, device: str | None = None,
-               progress: bool = True, threads: int = 0, task: Task | None = None) -> Path:
+               progress: bool = True, threads: int = 0, task: Task = MASK_TASK) -> Path:
     "Train (or resume, or skip if finished) fold `fold` of a CV run in `out/fold<fold>`; returns that folder."
     if threads: torch.set_num_threads(threads)
-    d = Path(out) / f'fold{fold}'
-    if _fold_done(d): return d
+    r = CVDir(out).fold(fold); d = r.path
+    if r.done: return d
     tr, va = split_rows(df, image_fold(df, folds), fold)
     d.mkdir(parents=True, exist_ok=True)
     c = replace(cfg, fold=fold, device=device or cfg.device, out=str(d))
-    task = task or task_of(df)
     res = train_run(c, tr, va, d, resume=resumable(d), progress=progress, task=task)
     preds = va[['path', 'person', 'label']].copy()
     preds[task.prob_cols] = res['valid_probs'].numpy()
     preds['fold'] = fold
-    write_csv(preds, d / 'valid_preds.csv', index=False)                 # written whole, then the marker
-    write_text(d / 'done.json', json.dumps(dict(fold=fold, best_f1=res['best'], epochs=len(res['history']))))
+    r.save_fold(preds, dict(fold=fold, best_f1=res['best'], epochs=len(res['history'])))   # whole, then the marker
     return d
 
 def _fold_worker(args):
@@ -157,23 +152,24 @@ def _fold_worker(args):
 _RUN_KEYS_FREE = ('device', 'workers', 'out', 'fold')   # options that may differ when a CV run is resumed
 
 def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = False, progress: bool = True,
-           task: Task | None = None) -> dict:   # the classes (default: `task_of(df)`, from the reader)
+           task: Task = MASK_TASK) -> dict:   # the classes of `df`'s labels (the reader's: see layout)
     "Train every fold of a person-level K-fold split into `out/fold<k>` and score the out-of-fold predictions."
-    df = for_task(df, cfg.task)                            # a model of one attribute: its labels
-    out, task = Path(out), task or task_of(df)
+    df, task = for_task(df, cfg.task, task), task_for(cfg.task, task)   # a model of one attribute: its labels
+    out = Path(out)
     if resume:
-        if not (out / 'config.yaml').exists():
-            raise FileNotFoundError(f'{out} is not a CV folder to resume (no config.yaml)')
-        check_same_config(out, asdict(cfg), asdict(load_config(out / 'config.yaml')), _RUN_KEYS_FREE, 'CV folder')
-        folds = load_folds(out / 'folds.csv')
-        if load_task(out) != task:
-            raise ValueError(f'{out} was run on other classes ({load_task(out).classes}): resume it with the same data')
+        cv = CVDir(out)
+        if not cv.config_file.exists():
+            raise FileNotFoundError(f'{out} is not a CV folder to resume (no {cv.config_file.name})')
+        check_same_config(out, asdict(cfg), asdict(cv.config()), _RUN_KEYS_FREE, 'CV folder')
+        folds = cv.folds()
+        if cv.task() != task:
+            raise ValueError(f'{out} was run on other classes ({cv.task().classes}): resume it with the same data')
     else:
-        out = new_run_dir(out)
+        out = new_run_dir(out); cv = CVDir(out)
         folds = folds_for(cfg, df)
-        save_folds(folds, out / 'folds.csv'); save_config(cfg, out / 'config.yaml'); save_task(task, out)
+        cv.save_folds(folds); cv.save_config(cfg); cv.save_task(task)
     k = int(folds['fold'].max()) + 1
-    todo = [f for f in range(k) if not _fold_done(out / f'fold{f}')]
+    todo = [f for f in range(k) if not cv.fold(f).done]
     devices = list(devices or [])
     if len(devices) > 1 and len(todo) > 1:
         ctx = mp.get_context('spawn')                      # CUDA cannot be used in forked children
@@ -189,18 +185,11 @@ def run_cv(cfg: Config, df: pd.DataFrame, out, devices=None, resume: bool = Fals
     return res
 
 # %% ../nbs/14_cv.ipynb #d81c3bf2
-def read_oof(out) -> pd.DataFrame:
-    "Out-of-fold predictions of a CV folder: one row per training image with path, person, label, fold, p0..p{C-1}."
-    out = Path(out)
-    parts = sorted(out.glob('fold*/valid_preds.csv'))
-    if not parts: raise FileNotFoundError(f'no finished folds in {out} (fold*/valid_preds.csv)')
-    return pd.concat([pd.read_csv(p, dtype={'person': str}) for p in parts], ignore_index=True)
-
 def score_oof(out) -> dict:
     "Write `oof.csv`, `oof_metrics.json`, `oof_confusion.png` (and the HParams row in `oof/`) for a CV folder."
-    out = Path(out)
-    oof, task = read_oof(out), load_task(out)
-    write_csv(oof, out / 'oof.csv', index=False)
+    out, cv = Path(out), CVDir(out)
+    oof, task = cv.gather_oof()                       # the finished folds' validation predictions
+    cv.save_oof(oof)
     cols = task.prob_cols
     y, p = oof['label'].to_numpy(), oof[cols].to_numpy()
     res = dict(scores(y, p, task), images=len(oof),
@@ -211,7 +200,7 @@ def score_oof(out) -> dict:
     title = f"out-of-fold: macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f}"
     fig = plot_confusion(np.array(res['confusion']), title, task.classes)
     save_figure(fig, out / 'oof_confusion.png', dpi=90); plt.close(fig)
-    cfg = load_config(out / 'config.yaml') if (out / 'config.yaml').exists() else None
+    cfg = cv.config() if cv.config_file.exists() else None
     if cfg is not None and cfg.tensorboard:                 # the CV's one row in TensorBoard's HParams tab
         attrs = {f'f1_{a}' for a, _ in task.attributes}
         write_cv_session(out, cfg, {'valid/best_f1': res['f1'], 'valid/oof_acc': res['acc'],

@@ -20,16 +20,17 @@ from matplotlib.ticker import MaxNLocator
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from .labels import macro_f1
+from .labels import MASK_TASK, Task, macro_f1
 from .layout import atomic_write
 from .cache import die_with_parent
 from .pages import figure, link, para, section, table, write_page
 from .config import Config, ConfigError, config_from_dict, save_config
 from .models import check_model_name
-from .layout import task_of
-from .runs import check_same_config, new_run_dir, save_task
+from .layout import task_for
+from .runs import check_same_config, new_run_dir
+from .rundir import CVDir, RunDir
 from .train import train_run
-from .cv import folds_for, save_folds, score_oof, split_for, train_fold
+from .cv import folds_for, score_oof, split_for, train_fold
 from .ensemble import bootstrap_people
 
 # %% auto #0
@@ -267,19 +268,19 @@ def _report(trial, step: int, score: float, what: str):
     trial.report(score, step)
     if trial.should_prune(): raise optuna.TrialPruned(f'{what} {step}: macro F1 {score:.4f} is below the other trials')
 
-def _holdout_trial(trial, cfg: Config, split, d: Path, progress: bool) -> float:
-    res = train_run(cfg, *split, d, progress=progress,
+def _holdout_trial(trial, cfg: Config, split, d: Path, progress: bool, task: Task) -> float:
+    res = train_run(cfg, *split, d, progress=progress, task=task,
                     on_epoch=lambda row: _report(trial, row['epoch'], row['score'], 'epoch'))
     best = max(res['history'], key=lambda r: r['score'])
     trial.set_user_attr('epochs', len(res['history'])); trial.set_user_attr('best_epoch', best['epoch'])
     trial.set_user_attr('acc', best['valid_acc'])
     return res['best']
 
-def _cv_trial(trial, cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, d: Path, progress: bool) -> float:
-    save_folds(folds, d / 'folds.csv'); save_config(cfg, d / 'config.yaml')   # a CV folder run_cv(resume=True) ends
-    save_task(task_of(df), d)                                                  # score_oof reads the classes there
+def _cv_trial(trial, cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, d: Path, progress: bool, task: Task) -> float:
+    cv = CVDir(d)                                       # a CV folder run_cv(resume=True) ends
+    cv.save_folds(folds); cv.save_config(cfg); cv.save_task(task_for(cfg.task, task))   # score_oof reads the classes
     for f in sorted(folds['fold'].unique()):
-        done = json.loads((train_fold(cfg, df, folds, int(f), d, progress=progress) / 'done.json').read_text())
+        done = RunDir(train_fold(cfg, df, folds, int(f), d, progress=progress, task=task)).done_info()
         _report(trial, int(f) + 1, done['best_f1'], 'fold')
     res = score_oof(d)
     trial.set_user_attr('acc', res['acc'])
@@ -361,7 +362,7 @@ def _claim_settings(study: optuna.Study, where: str, settings: dict):
 def _work(k: int,                       # worker number on this machine
           env: dict,                    # environment of the worker: its GPU, its threads
           cfg, df, space, out, objective, sampler, pruner, seed, deadline, storage, study_name, target,
-          retries, parallel, progress=False, study=None,
+          retries, parallel, progress=False, study=None, task: Task = MASK_TASK,
           parent: int | None = None,    # a worker process ends with this process (its trials are then failed, rerun)
           verbosity: int | None = None):   # a worker process logs as much as its parent
     "One worker: start trials of the study (queued crashed ones first) until the total is reached, then wait for the rest."
@@ -388,8 +389,8 @@ def _work(k: int,                       # worker number on this machine
         d.mkdir(parents=True, exist_ok=True)
         c = config_from_dict({**suggest(trial, space), 'out': str(d)}, cfg)
         try:
-            if objective == 'holdout': return _holdout_trial(trial, c, split, d, progress)
-            return _cv_trial(trial, c, df, folds, d, progress)
+            if objective == 'holdout': return _holdout_trial(trial, c, split, d, progress, task)
+            return _cv_trial(trial, c, df, folds, d, progress, task)
         finally: _slim(d)
 
     while True:
@@ -448,6 +449,7 @@ def tune(cfg: Config, df: pd.DataFrame, space: dict,
          jobs: int = 1,                   # worker processes on this machine, all taking trials from the study
          gpus=None,                       # GPU ids to pin the workers to, in turn (default: CPU threads shared out)
          retries: int = RETRIES,          # times a crashed trial is queued again
+         task: Task = MASK_TASK,          # the classes of `df`'s labels (the reader's: see layout)
         ) -> optuna.Study:
     "Search `space` around the base `cfg` with `n_trials` more trainings; study, trials and best config go to `out/`."
     if objective not in OBJECTIVES: raise ValueError(f'unknown objective {objective!r}: expected one of {OBJECTIVES}')
@@ -471,7 +473,7 @@ def tune(cfg: Config, df: pd.DataFrame, space: dict,
     deadline = None if timeout is None else time.time() + timeout
     kw = dict(cfg=cfg, df=df, space=space, out=out, objective=objective, sampler=sampler, pruner=pruner, seed=seed,
               deadline=deadline, storage=storage, study_name=study_name, target=target, retries=retries,
-              parallel=jobs > 1 or storage is not None)
+              parallel=jobs > 1 or storage is not None, task=task)
     try:
         if jobs == 1: _work(0, {}, **kw, progress=progress, study=study)
         else: _supervise(jobs, gpus, study, target, retries, progress, kw)

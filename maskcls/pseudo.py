@@ -13,7 +13,8 @@ import pandas as pd
 
 from . import __version__
 from .labels import N_CLASSES, decode, encode, marginals
-from .runs import load_task, new_run_dir, run_dirs, save_figure, write_csv, write_text
+from .runs import new_run_dir, save_figure, write_csv, write_text
+from .rundir import RunDir, run_dirs
 from .tta import predict_dir
 
 # %% auto #0
@@ -108,7 +109,7 @@ def make_pseudo(run, df: pd.DataFrame,     # a run or CV folder, and the images 
     "Pseudo-label `df` with the models of `run`: `pseudo.csv` (the kept images), `all.csv`, `pseudo.json`, a figure."
     th, t0 = check_thresholds(thresholds), time.time()
     dirs = run_dirs(run)
-    task = load_task(dirs[0])
+    task = RunDir(dirs[0]).task()
     if task.n_classes != N_CLASSES or not task.attributes:
         raise ValueError(f'{run} predicts {task.n_classes} classes ({task.name}): per-attribute thresholds need the '
                          '18 mask/gender/age classes')

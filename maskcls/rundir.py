@@ -94,9 +94,11 @@ class RunDir(Folder):
         return (self.path / DONE).exists() and (self.path / VALID_PREDS).exists()
     def done_info(self) -> dict: return json.loads((self.path / DONE).read_text())
     def valid_preds(self) -> pd.DataFrame: return pd.read_csv(self.path / VALID_PREDS, dtype={'person': str})
+    def save_valid_preds(self, preds: pd.DataFrame) -> Path:
+        return _write_csv(preds, self.path / VALID_PREDS, index=False)
     def save_fold(self, preds: pd.DataFrame, info: dict) -> Path:
         "Write the fold's validation predictions whole, then the marker `done.json` (`info`) that says it finished."
-        _write_csv(preds, self.path / VALID_PREDS, index=False)
+        self.save_valid_preds(preds)
         return _write_text(self.path / DONE, json.dumps(info))
 
 def run_dirs(path) -> list[Path]:

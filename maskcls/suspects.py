@@ -23,7 +23,8 @@ from .loader import Loader
 from .config import Config
 from .runtime import open_cache
 from .predict import predict
-from .runs import load_run, load_task, run_dirs, write_csv
+from .runs import load_run, write_csv
+from .rundir import CVDir, read_oof, run_dirs
 from .cv import run_cv
 
 # %% auto #0
@@ -37,16 +38,12 @@ def load_oof(cv) -> pd.DataFrame:
     "The out-of-fold predictions of a CV folder (`oof.csv`), checked: one row per photo with its person and label."
     cv = Path(cv)
     if not cv.is_dir(): raise FileNotFoundError(f'CV folder {cv} not found: pass the --out folder of `maskcls cv`')
-    f = cv / 'oof.csv'
-    if not f.exists():
-        raise FileNotFoundError(f'{f} not found: finish the CV run first (`maskcls cv --resume --out {cv}` writes it)')
-    task = load_task(cv)
+    task = CVDir(cv).task()
     if not task.attributes:
         raise ValueError(f'{cv} was trained on plain classes ({few(task.classes, 3)}), not mask x gender x age: '
                          'suspects needs the competition layout, where people and their attributes are known')
-    oof = pd.read_csv(f, dtype={'person': str})
-    missing = [c for c in ('path', 'person', 'label', *PROB_COLS) if c not in oof.columns]
-    if missing: raise ValueError(f'{f} lacks column(s) {missing}: it is not the oof.csv of a `maskcls cv` run')
+    oof, _ = read_oof(cv, need=('person',))
+    f = CVDir(cv).oof_file
     if oof['person'].nunique() == len(oof):
         raise ValueError(f'{f}: every photo is its own person, so no person can be judged on their photos; run the CV '
                          'on the competition layout (train/images/<person>/<photo>)')
@@ -281,7 +278,7 @@ def write_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adju
     people, units = (baseline_suspects(oof) if baseline else find_suspects(oof, method, adjust, attributes, pairs))
     gone = [p for p in oof.loc[oof['person'].isin(people['person'].iloc[:n]), 'path'] if not Path(p).exists()]
     if gone:
-        raise FileNotFoundError(f'{len(gone)} photos named in {Path(cv) / "oof.csv"} are missing, e.g. {gone[0]}: run '
+        raise FileNotFoundError(f'{len(gone)} photos named in {CVDir(cv).oof_file} are missing, e.g. {gone[0]}: run '
                                 'from the folder the CV ran in (its paths may be relative), or restore the data')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_csv(people, out / 'suspects.csv', index=False)
@@ -318,7 +315,7 @@ def _cv(cfg: Config, data, out) -> Path:
     "Run (or finish) the CV of `cfg` on `data` in `out`."
     out = Path(out)
     run_cv(replace(cfg, data=str(data), out=str(out)), read_train(data, progress=False), out,
-           resume=(out / 'config.yaml').exists(), progress=False)
+           resume=CVDir(out).config_file.exists(), progress=False)
     return out
 
 def ranking_variants(oof: pd.DataFrame, noisy: set) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .labels import (MASK_TASK, N_AGE, N_CLASSES, N_GENDER, N_MASK, OLD_AGE, Task, age_group, attribute_index,
                             attribute_task, decode, encode, few, scores)
-from .layout import for_task, task_of
+from .layout import for_task, task_for
 from .augment import (IMAGENET_MEAN, IMAGENET_STD, Affine, Augment, ColorJitter, CutMix, Erase, Flip, MixUp, Noise,
                              ResizedCrop)
 from .loader import SAMPLERS, Loader, pick_device
@@ -272,11 +272,11 @@ def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
     return Augment(*ops, n_classes=n_classes)   # mixing ops make soft targets over `n_classes`
 
 def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE,
-                    task: Task | None = None) -> np.ndarray:   # default `task_of(df)`: 18 classes, or one attribute
+                    task: Task = MASK_TASK) -> np.ndarray:   # the table's task: 18 classes, or one attribute
     "Labels with the old group starting at `old_age` (the official labels when the table has no mask/gender/age)."
     if not {'mask', 'gender', 'age'} <= set(df.columns): return df['label'].to_numpy()
     y = encode(df['mask'].to_numpy(), df['gender'].to_numpy(), age_group(df['age'].to_numpy(), old_age))
-    i = attribute_index(task or task_of(df))
+    i = attribute_index(task)
     return y if i is None else decode(y)[i]
 
 def _ordinal(cfg: Config, task: Task) -> dict:
@@ -307,19 +307,18 @@ def loss_from_config(cfg: Config, labels, n_classes: int = N_CLASSES,
 
 def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_dir=None, resume: bool = False,
               progress: bool = True, make_cache: bool = True, on_epoch=None,
-              task: Task | None = None) -> dict:   # the classes (default: `task_of(train_df)`, from the reader)
+              task: Task = MASK_TASK) -> dict:   # the classes of the tables' labels (the reader's: see layout)
     """Train on `train_df`, validate on `valid_df` (official labels), write `run_dir`; return history, best score and
     validation probabilities."""
-    train_df, valid_df = for_task(train_df, cfg.task), for_task(valid_df, cfg.task)   # one attribute: its labels
-    task = task or task_of(train_df)
-    if cfg.task != 'all' and task != attribute_task(cfg.task):
-        raise ValueError(f'task {task.name!r} was given, but the config asks for task {cfg.task!r}')
+    train_df, valid_df = for_task(train_df, cfg.task, task), for_task(valid_df, cfg.task, task)   # one attribute
+    have, task = task, task_for(cfg.task, task)                                  # the task the model learns
     for d, what in ((train_df, 'training'), (valid_df, 'validation')):
         if len(d) and int(d['label'].max()) >= task.n_classes:
             raise ValueError(f"{what} labels go up to {int(d['label'].max())}, "
                              f"task {task.name!r} has {task.n_classes} classes")
     if cfg.pseudo:                          # pseudo rows hold the full labels; a one-attribute model takes its own
-        pseudo = for_task(read_pseudo(cfg.pseudo, task.n_classes if cfg.task == 'all' else N_CLASSES), cfg.task)
+        pseudo = for_task(read_pseudo(cfg.pseudo, task.n_classes if cfg.task == 'all' else N_CLASSES), cfg.task,
+                          have if cfg.task == 'all' else MASK_TASK)
     else: pseudo = None
     if pseudo is not None: check_pseudo(pseudo, train_df, valid_df, cfg.pseudo)
     rank, world = dist_info()

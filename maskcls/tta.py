@@ -17,11 +17,11 @@ from .labels import MASK_TASK, N_CLASSES, Task, scores
 from .layout import for_task
 from .augment import IMAGENET_MEAN, IMAGENET_STD, affine_theta, denormalize, normalize, warp
 from .loader import Loader, pick_device
-from .config import load_config
 from .runtime import autocast_dtype, model_threads, open_cache
 from .predict import hard_targets, predict
-from .runs import load_run, load_task, run_dirs
-from .cv import image_fold, load_folds
+from .runs import load_run
+from .rundir import CVDir, RunDir, run_dirs
+from .cv import image_fold
 
 # %% auto #0
 __all__ = ['VIEW_FNS', 'VIEW_PARAM_FNS', 'TTA_PRESETS', 'MERGES', 'identity', 'flip_lr', 'flip_ud', 'rot180', 'zoom', 'brighten',
@@ -161,11 +161,11 @@ def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', devic
                 cache_dir: str | None = None, progress: bool = True) -> dict:
     "Probabilities for the images of `df` from every model in a run or CV folder, with TTA; averaged over the models."
     dirs = run_dirs(path)
-    task = load_task(dirs[0])
+    task = RunDir(dirs[0]).task()
     for d in dirs[1:]:
-        if load_task(d) != task:
+        if RunDir(d).task() != task:
             raise ValueError(f'{d} and {dirs[0]} predict different classes: a fold ensemble needs one task')
-    cfg = load_config(dirs[0] / 'config.yaml')
+    cfg = RunDir(dirs[0]).config()
     if cache_dir: cfg = replace(cfg, cache_dir=str(cache_dir))
     device = pick_device(str(device) if device else cfg.device)
     cache = open_cache(cfg, df['path'], progress=progress)
@@ -184,11 +184,12 @@ def predict_dir(path, df: pd.DataFrame, views='face', merge: str = 'mean', devic
                 probs=torch.stack([m.probs for m in members]).mean(0))
 
 # %% ../nbs/15_tta.ipynb #c25059af
-def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, progress: bool = False) -> pd.DataFrame:
+def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, progress: bool = False,
+            have: Task = MASK_TASK) -> pd.DataFrame:   # the classes of `df`'s labels
     """Macro F1 (and accuracy, per-attribute F1) of each view and each merge on the out-of-fold predictions of a CV
     folder."""
     cv_dir = Path(cv_dir)
-    fi = image_fold(df, load_folds(cv_dir / 'folds.csv'))
+    fi = image_fold(df, CVDir(cv_dir).folds())
     dirs = run_dirs(cv_dir)
     vp, names = None, None
     for d in dirs:
@@ -200,6 +201,6 @@ def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, 
         vp[:, torch.from_numpy(rows)] = r['member_views'][0]
     if len(dirs) != int(fi.max()) + 1:
         raise ValueError(f'{cv_dir} has {len(dirs)} finished folds of {int(fi.max()) + 1}: finish the CV first')
-    y = for_task(df, task)['label'].to_numpy()                 # a run of one attribute is scored on its codes
+    y = for_task(df, task, have)['label'].to_numpy()           # a run of one attribute is scored on its codes
     res = TTAResult(merge_probs(vp, 'mean'), vp, torch.tensor(y), names)
     return tta_scores(res, merges, task)

@@ -170,6 +170,6 @@ def test_ensemble_stack_bad_oof(members, capsys, tmp_path):
     nop = tmp_path / 'noperson.csv'
     pd.read_csv(d / 'm1' / 'oof.csv').drop(columns='person').to_csv(nop, index=False)
     assert main(base + ['--oof', str(d / 'm0' / 'oof.csv'), str(nop)]) == 2
-    assert "missing columns ['person']" in capsys.readouterr().err
+    assert "lacks column(s) ['person']" in capsys.readouterr().err
     assert main(base + ['--oof', str(d / 'm0' / 'oof.csv'), str(d / 'm1' / 'oof.csv'), '--weights', '1,2']) == 2
     assert 'give no weights' in capsys.readouterr().err
