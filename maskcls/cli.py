@@ -13,15 +13,16 @@ import pandas as pd
 import torch
 import yaml
 
-from .labels import ATTRIBUTES, OLD_AGE, attribute_index, scores
-from .layout import (LayoutError, disk_full, eval_root, for_task, read_eval, read_image_folder, read_images,
-                            read_train, task_of)
+from .labels import ATTRIBUTES, MASK_TASK, OLD_AGE, Task, attribute_index, scores
+from .layout import (LayoutError, disk_full, eval_root, for_task, image_folder_task, read_eval, read_image_folder,
+                            read_images, read_train, task_for)
 from .synth import make_dataset
 from .eda import write_eda
-from .config import Config, ConfigError, add_config_args, config_from_args, load_config
+from .config import Config, ConfigError, add_config_args, config_from_args
 from .models import check_model_name
 from .runtime import setup_distributed
-from .runs import load_task, new_run_dir, resumable, run_dirs, write_csv, write_text
+from .runs import new_run_dir, resumable, write_csv, write_text
+from .rundir import CVDir, RunDir, run_dirs
 from .train import train_run
 from .cv import run_cv, split_for
 from .tta import TTA_PRESETS, predict_dir, tta_oof
@@ -50,14 +51,16 @@ def _summary(df) -> str:
     return (f"{r.get('images', len(df))} images of {r.get('people', '?')} people in {r.get('root', '?')} "
             f"({r.get('skipped_junk', 0)} macOS junk entries skipped, {r.get('label_fixes', 0)} label fixes)")
 
-def read_data(cfg: Config) -> pd.DataFrame:
-    """The training table for `cfg.data`: the competition layout if it has train/images, else an ImageFolder tree; with
-    the labels of one attribute when `cfg.task` asks for it."""
+def read_data(cfg: Config) -> tuple[pd.DataFrame, Task]:
+    """The training table for `cfg.data` and its task: the competition layout if it has train/images, else an
+    ImageFolder tree; with the labels of one attribute when `cfg.task` asks for it."""
     root = Path(cfg.data)
     if (root / 'images').is_dir() or (root / 'train' / 'images').is_dir():
-        return for_task(read_train(root, fix_labels=cfg.fix_labels), cfg.task)
-    df = read_image_folder(root)
-    return for_task(df.assign(person=df['path']), cfg.task)   # no people: each image is its own group
+        df, have = read_train(root, fix_labels=cfg.fix_labels), MASK_TASK
+    else:
+        df, have = read_image_folder(root), image_folder_task(root)
+        df = df.assign(person=df['path'])                      # no people: each image is its own group
+    return for_task(df, cfg.task, have), task_for(cfg.task, have)
 
 # %% ../nbs/90_cli.ipynb #9f2ca5c7
 def cmd_synth(a):
@@ -95,12 +98,11 @@ def _config(a, base: Config | None = None, **overrides) -> Config:
 def cmd_train(a):
     cfg = _config(a, base=_load_run_config(Path(a.resume)) if a.resume else None)
     rank, world = setup_distributed(cfg.device)               # under torchrun: one process per GPU (or CPU, gloo)
-    df = read_data(cfg)
+    df, task = read_data(cfg)
     tr, va = split_for(cfg, df)
     run = [Path(a.resume) if a.resume else (new_run_dir(cfg.out) if rank == 0 else None)]
     if world > 1: torch.distributed.broadcast_object_list(run)   # every process writes into process 0's new folder
     run = run[0]
-    task = task_of(df)
     if rank == 0 and task.attributes:
         print(f'{_summary(df)}\ntraining on {tr.person.nunique()} people ({len(tr)} images), validating on '
               f'{va.person.nunique()} ({len(va)}) in {world} process(es); run folder {run}/')
@@ -118,7 +120,7 @@ def cmd_train(a):
 def _load_run_config(run: Path) -> Config:
     if not resumable(run):
         raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
-    return load_config(run / 'config.yaml')
+    return RunDir(run).config()
 
 def _devices(a) -> list:
     if a.devices: return a.devices.split(',')
@@ -127,8 +129,7 @@ def _devices(a) -> list:
 
 def cmd_cv(a):
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
-    df = read_data(cfg)
-    task = task_of(df)
+    df, task = read_data(cfg)
     res = run_cv(cfg, df, cfg.out, devices=_devices(a), resume=a.resume, task=task)
     parts = ', '.join(f"{n} {res[f'f1_{n}']:.3f}" for n, _ in task.attributes)    # competition only
     print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} " + (f"({parts}) " if parts else '')
@@ -144,7 +145,7 @@ def read_predict_data(data, task) -> tuple[pd.DataFrame, Path | None]:
     return read_images(root, task.classes), None                             # a folder of images or an ImageFolder tree
 
 def cmd_predict(a):
-    task = load_task(run_dirs(a.run)[0])
+    task = RunDir(run_dirs(a.run)[0]).task()
     ev, info = read_predict_data(a.data, task)
     r = predict_dir(a.run, ev, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
     out = Path(a.out)
@@ -152,7 +153,7 @@ def cmd_predict(a):
     views = f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])})"
     one = attribute_index(task)
     if one is not None:                         # a model of one attribute: no submission of its own
-        ev = for_task(ev, task) if 'label' in ev and info is not None else ev
+        ev = for_task(ev, task, MASK_TASK) if 'label' in ev and info is not None else ev   # the eval answers: 18
         print(f"{views} -> {out} ({len(ev)} images, {task.name}: {', '.join(task.classes)}); no submission: compose "
               f"it with the other attributes' files: maskcls ensemble --compose "
               + ' '.join(str(out) if a == ATTRIBUTES[one] else a.upper() + '.csv' for a in ATTRIBUTES)
@@ -188,11 +189,11 @@ def _compose_inputs(paths) -> list:
     out = []
     for p, name in zip(paths, ATTRIBUTES):
         if p.is_dir():
-            task = load_task(p)
+            task = CVDir(p).task()
             if attribute_index(task) != ATTRIBUTES.index(name):
                 raise ValueError(f'{p} holds a run of task {task.name!r}, but a {name} model goes in this place: pass '
                                  'the mask, gender and age runs, in that order')
-            p = p / 'oof.csv'
+            p = CVDir(p).oof_file
         out.append(p)
     return out
 
@@ -215,14 +216,14 @@ def cmd_compose(a):
     print(f"composed mask x gender x age of {len(r['ids'])} images -> {out}" + (f' and {sub}' if a.info else ''))
 def cmd_average(a):
     dirs = run_dirs(a.run)
-    cfg = load_config(dirs[0] / 'config.yaml')
+    cfg = RunDir(dirs[0]).config()
     if a.data: cfg = replace(cfg, data=str(a.data))
     top = a.top if a.top is not None or a.swa is not None else cfg.top_k     # default: every checkpoint kept
     run = Path(a.run).resolve()
     out = a.out or run.with_name(f"{run.name}_{f'swa{a.swa}' if a.swa is not None else f'top{top}'}")
     what = f'the last {a.swa} epochs (SWA)' if a.swa is not None else f'the {top} best checkpoints'
     print(f"averaging {what} of {len(dirs)} run(s) in {a.run}" + (' (each fold)' if dirs != [Path(a.run)] else ''))
-    res = average(a.run, read_data(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
+    res = average(a.run, read_data(cfg)[0], out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
                   device=a.device, cache_dir=a.cache_dir, data=a.data)
     t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
     print('validation macro F1 (each run on its own validation people):\n'
@@ -255,7 +256,7 @@ def cmd_ensemble(a):
           + (f"; OOF macro F1 of the selection {r['oof_score']:.4f}" if 'oof_score' in r else ''))
 
 def cmd_pseudo(a):
-    task = load_task(run_dirs(a.run)[0])
+    task = RunDir(run_dirs(a.run)[0]).task()
     ev, _ = read_predict_data(a.data, task)
     th = dict(mask=a.mask, gender=a.gender, age=a.age)
     r = make_pseudo(a.run, ev, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size)
@@ -275,9 +276,10 @@ def cmd_hpo(a):
     folder = Path(cfg.out)
     base = replace(cfg, out=str(folder / 'best'))   # `maskcls train --config <folder>/best_config.yaml` trains there
     space = yaml.safe_load(Path(a.space).read_text()) if a.space else SPACE
-    study = tune(base, read_data(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search,
+    df, task = read_data(cfg)
+    study = tune(base, df, space, a.trials, folder, objective=a.objective, sampler=a.search,
                  pruner=a.pruner, seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True,
-                 storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus, retries=a.retries)
+                 storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus, retries=a.retries, task=task)
     out = folder if a.storage else Path(study.user_attrs['out'])   # a shared study's commands share their folder
     print(f"best macro F1 {study.best_value:.4f} with {study.best_params}\n"
           f"repeat it: maskcls train --config {out / 'best_config.yaml'}\n"
@@ -300,9 +302,9 @@ def _names(s: str) -> tuple: return tuple(x.strip().replace('-', '_') for x in s
 
 def _cv_data(cv: Path) -> str:
     "The data folder a CV folder was run on, from its config.yaml."
-    f = cv / 'config.yaml'
+    f = CVDir(cv).config_file
     if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
-    return load_config(f).data
+    return CVDir(cv).config().data
 
 def cmd_suspects(a):
     if a.write_fixed and a.write_fixed.exists():      # before any work: the copy never overwrites

@@ -9,7 +9,8 @@ import torch
 
 from maskcls.cli import main
 from maskcls.config import Config
-from maskcls.cv import read_oof, run_cv, split_for
+from maskcls.cv import run_cv, split_for
+from maskcls.rundir import read_oof
 from maskcls.layout import read_train
 from maskcls.runs import new_run_dir
 from maskcls.submission import read_predictions
@@ -98,7 +99,7 @@ def test_cv_folds_unchanged_and_pseudo_never_validated(work):
     for k in (0, 1):
         pa, pb = (pd.read_csv(d / n / f'fold{k}' / 'valid_preds.csv')['path'] for n in ('cv_plain', 'cv_pseudo'))
         assert pa.tolist() == pb.tolist() and not ps & set(pb)
-    assert sorted(read_oof(d / 'cv_pseudo')['path']) == sorted(df['path'])
+    assert sorted(read_oof(d / 'cv_pseudo')[0]['path']) == sorted(df['path'])
 
 
 def test_bad_pseudo_input(work, capsys, tmp_path):
