@@ -30,7 +30,8 @@ from .config import Config
 from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, open_cache, rng_state, seed_everything,
                              set_rng_state)
 from .predict import hard_targets, predict
-from .runs import RunLogger, load_best, load_checkpoint, load_last, save_checkpoint, save_last, write_csv
+from .runs import RunLogger, load_best, load_checkpoint, load_last, save_checkpoint, save_last
+from .rundir import RunDir
 
 # %% auto #0
 __all__ = ['param_groups', 'make_optimizer', 'lr_factor', 'make_scheduler', 'make_ema', 'Trainer', 'augment_from_config',
@@ -229,11 +230,11 @@ def load_state(self: Trainer, path) -> Trainer:
 def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
     if self.run_dir is None or self.rank: return
     d = self.run_dir
-    write_csv(pd.DataFrame(self.history), d / 'metrics.csv', index=False)   # each file whole or not at all (runs)
+    RunDir(d).save_metrics(pd.DataFrame(self.history))   # each file whole or not at all (runs)
     weights = _ckpt_model(self.ema.module) if use_ema else _ckpt_model(self.model)
     small = dict(model=weights, cfg=asdict(self.cfg), epoch=row['epoch'], metrics=row, model_name=self.cfg.model,
                  heads=self.cfg.heads)
-    if improved: save_checkpoint(small, d / 'best.pt')
+    if improved: save_checkpoint(small, RunDir(d).best)
     k = self.cfg.top_k
     if k and (len(self.top) < k or row['score'] > min(s for s, _ in self.top)):
         (d / 'top').mkdir(exist_ok=True)
