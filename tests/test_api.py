@@ -78,6 +78,7 @@ def test_readme_python_examples_run(tmp_path):
     blocks = _python_blocks((ROOT / 'README.md').read_text())
     assert any('import maskcls' in b for b in blocks), 'the README shows no maskcls API example'
     code = '\n'.join(blocks) + textwrap.dedent('''
+        from pathlib import Path
         assert pred.probs.shape == (len(valid_df), 18)
         assert (Path(cfg.out) / 'best.pt').exists()
         print('README OK')''')
