@@ -50,25 +50,24 @@ def _config(a, base=None, **overrides):
     return cfg
 
 def _read(cfg):
-    "The training table of a command's Config."
+    "The training table of a command's Config, and its task (pass it on beside the table)."
     from maskcls.layout import read_data
     return read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels)
 
 def cmd_train(a):
     import torch
     from maskcls.splits import split_for
-    from maskcls.layout import data_summary, task_of
+    from maskcls.layout import data_summary
     from maskcls.files import new_run_dir
     from maskcls.runtime import setup_distributed
     from maskcls.train import train_run
     cfg = _config(a, base=_load_run_config(Path(a.resume)) if a.resume else None)
     rank, world = setup_distributed(cfg.device)               # under torchrun: one process per GPU (or CPU, gloo)
-    df = _read(cfg)
+    df, task = _read(cfg)
     tr, va = split_for(cfg, df)
     run = [Path(a.resume) if a.resume else (new_run_dir(cfg.out) if rank == 0 else None)]
     if world > 1: torch.distributed.broadcast_object_list(run)   # every process writes into process 0's new folder
     run = run[0]
-    task = task_of(df)
     if rank == 0 and task.attributes:
         print(f'{data_summary(df)}\ntraining on {tr.person.nunique()} people ({len(tr)} images), validating on '
               f'{va.person.nunique()} ({len(va)}) in {world} process(es); run folder {run}/')
@@ -84,11 +83,11 @@ def cmd_train(a):
     if world > 1: torch.distributed.destroy_process_group()
 
 def _load_run_config(run: Path):
-    from maskcls.config import load_config
+    from maskcls.rundir import RunDir
     from maskcls.runs import resumable
     if not resumable(run):
         raise SystemExit(f'{run} holds no last.pt: --resume takes the folder of an interrupted run')
-    return load_config(run / 'config.yaml')
+    return RunDir(run).config()
 
 def _devices(a) -> list:
     if a.devices: return a.devices.split(',')
@@ -98,10 +97,8 @@ def _devices(a) -> list:
 def cmd_cv(a):
     from maskcls.cv import run_cv
     from maskcls.labels import format_class_scores
-    from maskcls.layout import task_of
     cfg = _config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'}))
-    df = _read(cfg)
-    task = task_of(df)
+    df, task = _read(cfg)
     res = run_cv(cfg, df, cfg.out, devices=_devices(a), resume=a.resume, task=task)
     parts = ', '.join(f"{n} {res[f'f1_{n}']:.3f}" for n, _ in task.attributes)    # competition only
     print(f"out-of-fold macro F1 {res['f1']:.4f}, accuracy {res['acc']:.4f} " + (f"({parts}) " if parts else '')
@@ -115,17 +112,16 @@ def cmd_predict(a):
 def cmd_average(a):
     from dataclasses import replace
     from maskcls.average import average_folder
-    from maskcls.config import load_config
-    from maskcls.runs import run_dirs
+    from maskcls.rundir import RunDir, run_dirs
     dirs = run_dirs(a.run)
-    cfg = load_config(dirs[0] / 'config.yaml')
+    cfg = RunDir(dirs[0]).config()
     if a.data: cfg = replace(cfg, data=str(a.data))
     top = a.top if a.top is not None or a.swa is not None else cfg.top_k     # default: every checkpoint kept
     run = Path(a.run).resolve()
     out = a.out or run.with_name(f"{run.name}_{f'swa{a.swa}' if a.swa is not None else f'top{top}'}")
     what = f'the last {a.swa} epochs (SWA)' if a.swa is not None else f'the {top} best checkpoints'
     print(f"averaging {what} of {len(dirs)} run(s) in {a.run}" + (' (each fold)' if dirs != [Path(a.run)] else ''))
-    res = average_folder(a.run, _read(cfg), out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
+    res = average_folder(a.run, _read(cfg)[0], out, top=None if a.swa is not None else top, swa=a.swa, bn=a.bn,
                   device=a.device, cache_dir=a.cache_dir, data=a.data)
     t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
     print('validation macro F1 (each run on its own validation people):\n'
@@ -158,9 +154,10 @@ def cmd_hpo(a):
     folder = Path(cfg.out)
     base = replace(cfg, out=str(folder / 'best'))   # `maskcls train --config <folder>/best_config.yaml` trains there
     space = yaml.safe_load(Path(a.space).read_text()) if a.space else SPACE
-    study = tune(base, _read(cfg), space, a.trials, folder, objective=a.objective, sampler=a.search,
+    df, task = _read(cfg)
+    study = tune(base, df, space, a.trials, folder, objective=a.objective, sampler=a.search,
                  pruner=a.pruner, seed=a.search_seed, timeout=a.timeout, resume=a.resume, progress=True,
-                 storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus, retries=a.retries)
+                 storage=a.storage, study_name=a.study, jobs=a.jobs, gpus=a.gpus, retries=a.retries, task=task)
     out = folder if a.storage else Path(study.user_attrs['out'])   # a shared study's commands share their folder
     print(f"best macro F1 {study.best_value:.4f} with {study.best_params}\n"
           f"repeat it: maskcls train --config {out / 'best_config.yaml'}\n"
@@ -446,8 +443,9 @@ def _command_of(argv) -> str | None:
 
 def _run_cache(run) -> str:
     "The image cache folder recorded in `run`'s settings, else the default one."
-    from maskcls.config import Config, load_config
-    try: return load_config(Path(run) / 'config.yaml').cache_dir
+    from maskcls.config import Config
+    from maskcls.rundir import RunDir
+    try: return RunDir(run).config().cache_dir
     except Exception: return Config().cache_dir
 
 def _fault_line(a, e: BaseException) -> str | None:

@@ -215,7 +215,9 @@ def config_from_dict(d: dict, base: Config | None = None) -> Config:
 def load_config(path, base: Config | None = None) -> Config:
     "A Config from a YAML file (a run folder's `config.yaml` repeats that run)."
     path = Path(path)
-    if path.is_dir(): path = path / 'config.yaml'
+    if path.is_dir():
+        from maskcls.rundir import CONFIG                 # the run-folder format (rundir imports this module)
+        path = path / CONFIG
     try: d = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
     except FileNotFoundError: raise FileNotFoundError(f'config file {path} not found') from None
     except yaml.YAMLError as e: raise ConfigError(f'{path} is not valid YAML: {e}') from None

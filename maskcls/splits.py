@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
-from .labels import AGE_NAMES, GENDER_NAMES, age_group, attribute_index, decode
+from .labels import AGE_NAMES, GENDER_NAMES, age_group, decode
 from .files import atomic_write
-from .layout import task_of
 from .config import Config
 
 # %% auto #0
@@ -22,11 +21,10 @@ __all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_ba
 
 # %% ../nbs/14_splits.ipynb #a353487f
 def people_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per person with the gender x age-group stratum (0..5) of the label (its class: a task without attributes;
-    the 18 classes' stratum, from the columns, for a model of one attribute: the same folds)."""
-    t = task_of(df)
-    if attribute_index(t) is not None: stratum = df['gender'].to_numpy() * 3 + age_group(df['age'].to_numpy())
-    elif t.attributes: _, g, a = decode(df['label'].to_numpy()); stratum = g * 3 + a
+    """One row per person with the gender x age-group stratum (0..5), from the `gender` and `age` columns of the
+    competition's table (the same folds for the 18 classes and for a model of one attribute); the label's class for
+    a table without them (an ImageFolder tree)."""
+    if {'gender', 'age'} <= set(df.columns): stratum = df['gender'].to_numpy() * 3 + age_group(df['age'].to_numpy())
     else: stratum = df['label'].to_numpy()
     p = pd.DataFrame(dict(person=df['person'].to_numpy(), stratum=stratum)).drop_duplicates('person')
     if p['person'].duplicated().any():

@@ -95,14 +95,14 @@ import maskcls
 root = Path(sys.argv[1])
 cfg = maskcls.Config(data=str(root / 'colours'), img_size=(32, 24), epochs=3, batch_size=8, device='cpu',
                      tensorboard=False)
-df = maskcls.read_data(cfg.data)
+df, task = maskcls.read_data(cfg.data)
 train_df, valid_df = maskcls.split_for(cfg, df)
 assert not set(train_df['person']) & set(valid_df['person'])
 files = []
 for seed in (0, 1):
     run = root / f'run{seed}'                     # train_run makes the folder
     c = maskcls.Config(**{**vars(cfg), 'seed': seed, 'out': str(run)})
-    maskcls.train_run(c, train_df, valid_df, run, progress=False)
+    maskcls.train_run(c, train_df, valid_df, run, progress=False, task=task)
     pred = maskcls.predict_dir(run, valid_df, views='face', progress=False)
     files.append(maskcls.write_predictions(root / f'pred{seed}.csv', valid_df['path'], pred.probs.numpy(), 3))
 model, _ = maskcls.load_run(root / 'run0')
