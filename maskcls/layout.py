@@ -305,6 +305,9 @@ def for_task(df: pd.DataFrame, task, have: Task) -> pd.DataFrame:
     if 'label' in df.columns and len(df) and int(df['label'].max()) >= have.n_classes:
         raise ValueError(f"labels go up to {int(df['label'].max())} but task {have.name!r} has {have.n_classes} "
                          "classes: pass the task the table was read with (image_folder_task for an ImageFolder tree)")
+    if 'class_name' in df.columns and not set(df['class_name']) <= set(have.classes):   # an ImageFolder table
+        raise ValueError(f"the table's classes ({', '.join(sorted(map(str, set(df['class_name'])))[:5])}...) are not those of "
+                         f"task {have.name!r}: pass the task the table was read with (read_data returns it)")
     if isinstance(task, Task):
         i = attribute_index(task)
         if i is None: return df
