@@ -11,18 +11,37 @@ from pathlib import Path
 import pandas as pd
 
 from .labels import MASK_TASK, Task
-from .files import write_csv, write_text
-from .config import Config, load_config, save_config
+from .files import atomic_write, write_csv, write_text
+from .config import CONFIG, Config, load_config, save_config
 
 # %% auto #0
-__all__ = ['CONFIG', 'TASK', 'METRICS', 'BEST', 'LAST', 'PREV', 'VALID_PREDS', 'DONE', 'FOLDS', 'OOF', 'Folder', 'RunDir',
-           'run_dirs', 'CVDir', 'read_oof']
+__all__ = ['TASK', 'METRICS', 'BEST', 'LAST', 'PREV', 'VALID_PREDS', 'DONE', 'FOLDS', 'OOF', 'save_folds', 'load_folds', 'Folder',
+           'RunDir', 'run_dirs', 'CVDir', 'read_oof']
 
 # %% ../nbs/12_rundir.ipynb #f0ed4458
-CONFIG, TASK, METRICS = 'config.yaml', 'task.json', 'metrics.csv'        # every run and CV folder: settings, classes
+TASK, METRICS = 'task.json', 'metrics.csv'     # every run and CV folder: classes (and CONFIG, from config: settings)
 BEST, LAST, PREV = 'best.pt', 'last.pt', 'last.prev.pt'                  # checkpoints: best model, training state
 VALID_PREDS, DONE = 'valid_preds.csv', 'done.json'                       # a fold of a CV folder: its predictions, marker
 FOLDS, OOF = 'folds.csv', 'oof.csv'                                      # a CV folder: folds of people, out-of-fold
+
+# %% ../nbs/12_rundir.ipynb #5f01d5a1
+def save_folds(folds: pd.DataFrame, path) -> Path:
+    "Write the `person, fold` columns of `folds` to `path` (CSV), whole or not at all."
+    with atomic_write(path) as tmp: folds[['person', 'fold']].to_csv(tmp, index=False)
+    return Path(path)
+
+def load_folds(path) -> pd.DataFrame:
+    "A `person, fold` table from CSV, checked."
+    path = Path(path)
+    if not path.exists(): raise FileNotFoundError(f'folds file {path} not found')
+    f = pd.read_csv(path, dtype={'person': str})
+    if list(f.columns[:2]) != ['person', 'fold']:
+        raise ValueError(f'{path}: expected columns person,fold, got {list(f.columns)}')
+    if f['person'].duplicated().any():
+        raise ValueError(f'{path}: person {f.loc[f.person.duplicated(), "person"].iloc[0]!r} appears twice')
+    if not pd.api.types.is_integer_dtype(f['fold']):
+        raise ValueError(f'{path}: fold must be an integer, got values like {f["fold"].iloc[0]!r}')
+    return f
 
 # %% ../nbs/12_rundir.ipynb #3cdd581d
 @dataclass(frozen=True)
@@ -116,7 +135,6 @@ class CVDir(Folder):
     def is_cv(self) -> bool: return self.config_file.is_file() and self.folds_file.is_file()
     def folds(self) -> pd.DataFrame:
         "The `person, fold` table, checked."
-        from maskcls.splits import load_folds   # the folds-file format lives with the splits
         return load_folds(self.folds_file)
     def save_folds(self, folds: pd.DataFrame) -> Path: return write_csv(folds[['person', 'fold']], self.folds_file,
                                                                           index=False)

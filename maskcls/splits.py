@@ -5,19 +5,17 @@
 # %% ../nbs/14_splits.ipynb #71649539
 from __future__ import annotations
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from .labels import AGE_NAMES, GENDER_NAMES, age_group, decode
-from .files import atomic_write
 from .config import Config
+from .rundir import load_folds   # the folds.csv format is the run folder's
 
 # %% auto #0
-__all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_balance', 'save_folds', 'load_folds', 'folds_for',
-           'split_rows', 'split_for']
+__all__ = ['people_table', 'person_folds', 'image_folds', 'image_fold', 'fold_balance', 'folds_for', 'split_rows', 'split_for']
 
 # %% ../nbs/14_splits.ipynb #a353487f
 def people_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -78,24 +76,6 @@ def fold_balance(df: pd.DataFrame, fold: np.ndarray) -> pd.DataFrame:
     return share.fillna(0)
 
 # %% ../nbs/14_splits.ipynb #4d3ae0ed
-def save_folds(folds: pd.DataFrame, path) -> Path:
-    "Write the `person, fold` columns of `folds` to `path` (CSV), whole or not at all."
-    with atomic_write(path) as tmp: folds[['person', 'fold']].to_csv(tmp, index=False)
-    return Path(path)
-
-def load_folds(path) -> pd.DataFrame:
-    "A `person, fold` table from CSV, checked."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f'folds file {path} not found')
-    f = pd.read_csv(path, dtype={'person': str})
-    if list(f.columns[:2]) != ['person', 'fold']:
-        raise ValueError(f'{path}: expected columns person,fold, got {list(f.columns)}')
-    if f['person'].duplicated().any():
-        raise ValueError(f'{path}: person {f.loc[f.person.duplicated(), "person"].iloc[0]!r} appears twice')
-    if not pd.api.types.is_integer_dtype(f['fold']):
-        raise ValueError(f'{path}: fold must be an integer, got values like {f["fold"].iloc[0]!r}')
-    return f
-
 def folds_for(cfg: Config, df: pd.DataFrame, holdout: bool = False) -> pd.DataFrame:
     """The `person, fold` table a config asks for: `cfg.folds_file`, else `cfg.folds` person-level folds (`holdout`:
     about `cfg.val_fraction` per fold)."""

@@ -34,8 +34,6 @@ def test_labels_and_ensemble_load_without_scikit_learn(tmp_path):
     assert not {'sklearn', 'scipy', 'torch'} & _loaded('import maskcls.labels, maskcls.ensemble', tmp_path)
 
 
-@pytest.mark.xfail(reason='submission imports write_csv from runs (torch) until issue 18 moves it to the files module',
-                   strict=False)
 def test_submission_loads_without_torch(tmp_path):
     assert not {'torch', 'torchvision', 'matplotlib'} & _loaded('import maskcls.submission', tmp_path)
 
