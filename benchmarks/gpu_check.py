@@ -223,7 +223,7 @@ def _data_wait(st: Stage, name, size, bs, steps, preload: bool) -> dict:
     torch.manual_seed(0)
     model = mc.create_model(name).to(st.device).to(memory_format=torch.channels_last)
     step = _step_fn(st, model, torch.optim.AdamW(model.parameters(), lr=1e-3), True)
-    dl = mc.Loader(df, cache, bs=bs, train=True, tfm=mc.full_augment(seed=0), device=st.device, seed=0,
+    dl = mc.Loader(df, cache, bs=bs, train=True, tfm=mc.full_augment(seed=0, n_classes=18), device=st.device, seed=0,
                    preload=preload)
     def batches():
         while True: yield from dl

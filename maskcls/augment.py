@@ -504,7 +504,8 @@ def full_augment(seed: int | None = None,
                    n_classes=n_classes, **kw)
 
 # %% ../nbs/05_augment.ipynb #995d2ed6
-def augment_from_config(cfg: Config, n_classes: int = N_CLASSES) -> Augment:
+def augment_from_config(cfg: Config,
+                        n_classes: int = N_CLASSES) -> Augment:   # width of mixed targets: 18 unless given
     "The on-device training augmentation that `cfg` describes (ops with probability 0 are left out)."
     ops = []
     if cfg.hflip: ops.append(Flip(p=cfg.hflip))

@@ -17,14 +17,15 @@ from .labels import Task, scores
 from .augment import Augment
 from .loader import Loader, pick_device
 from .models import create_model
-from .config import Config, load_config, save_config
+from .config import Config
 from .runtime import model_threads, open_cache
 from .predict import hard_targets, predict
-from .runs import CheckpointError, load_checkpoint, load_task, run_dirs, save_checkpoint, save_task
-from .files import new_run_dir, write_csv, write_text
+from .runs import CheckpointError, load_checkpoint, save_checkpoint
+from .rundir import CVDir, RunDir, run_dirs
+from .files import new_run_dir, write_text
 from .cv import score_oof
 from .layout import read_data
-from .splits import image_fold, load_folds, split_for, split_rows
+from .splits import image_fold, split_for, split_rows
 from .ensemble import member_weights
 from .checkpoints import EPOCHS, NAMES, TOP
 
@@ -35,9 +36,9 @@ __all__ = ['checkpoint_files', 'average_state_dicts', 'average_checkpoints', 'bn
 # %% ../nbs/16a_average.ipynb #52ccb145
 def _retrain(run: Path, option: str) -> str:
     "The command that repeats the run in `run` with `option` added (a CV fold repeats its CV folder)."
-    if run.name.startswith('fold') and (run.parent / 'folds.csv').exists():
-        return f"maskcls cv --config {run.parent / 'config.yaml'} {option}"
-    return f"maskcls train --config {run / 'config.yaml'} {option}"
+    cv = RunDir(run).cv
+    if cv is not None: return f"maskcls cv --config {cv.config_file} {option}"
+    return f"maskcls train --config {RunDir(run).config_file} {option}"
 
 def checkpoint_files(run_dir,                 # a training run folder
                      top: int | None = None,  # the `top` best checkpoints in top/ ...
@@ -48,7 +49,7 @@ def checkpoint_files(run_dir,                 # a training run folder
     if (top is None) == (swa is None): raise ValueError('give one of top (best checkpoints) or swa (last epochs)')
     n, sub = (top, TOP) if top is not None else (swa, EPOCHS)
     if n < 1: raise ValueError(f"{'top' if top is not None else 'swa'} must be at least 1, got {n}")
-    cfg = load_config(run / 'config.yaml')
+    cfg = RunDir(run).config()
     found = [(m, p) for p in (run / sub).glob('*.pt') if (m := NAMES[sub].fullmatch(p.name))]
     if sub == TOP: found.sort(key=lambda t: (-float(t[0][2]), int(t[0][1])))   # best first; ties: earlier epoch
     else: found.sort(key=lambda t: -int(t[0][1]))                                # newest first
@@ -133,10 +134,9 @@ def bn_loader(train_df: pd.DataFrame, cache, cfg: Config, device=None, tfm=None,
 def run_split(run_dir, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The training and validation rows of `df` the run in `run_dir` used: a fold of its CV folder's folds.csv, else
     the split its config.yaml describes."""
-    run = Path(run_dir)
-    cfg = load_config(run / 'config.yaml')
-    folds = run.parent / 'folds.csv'
-    if cfg.fold >= 0 and folds.exists(): return split_rows(df, image_fold(df, load_folds(folds)), cfg.fold)
+    run = RunDir(run_dir)
+    cfg, cv = run.config(), CVDir(run.path.parent)
+    if cfg.fold >= 0 and cv.folds_file.exists(): return split_rows(df, image_fold(df, cv.folds()), cfg.fold)
     return split_for(cfg, df)
 
 # %% ../nbs/16a_average.ipynb #5b2f6357
@@ -158,17 +158,18 @@ def average_run(run_dir, df: pd.DataFrame, out,   # a run folder, the data it tr
     validation people and write the run folder `out` (best.pt, config.yaml, task.json) that predict reads."""
     run, out = Path(run_dir), Path(out)
     if _inside(out, run): raise ValueError(f'{out} is inside {run}: averaging never writes into the run it reads')
-    cfg, task = load_config(run / 'config.yaml'), load_task(run)
+    src, dst = RunDir(run), RunDir(out)
+    cfg, task = src.config(), src.task()
     cfg = replace(cfg, out=str(out), **({'cache_dir': str(cache_dir)} if cache_dir else {}),
                   **({'data': str(data)} if data else {}))
     files = checkpoint_files(run, top, swa)
     sd, members = average_checkpoints(files, progress)
     tr, va = run_split(run, df)
-    single = load_checkpoint(run / 'best.pt')
+    single = load_checkpoint(src.best)
     n_valid = single.get('metrics', {}).get('valid_images')
     if n_valid is not None and n_valid != len(va):
         raise ValueError(f'{run} validated on {n_valid} images, its split of this data has {len(va)}: pass the data '
-                         f"it trained on (its config.yaml says {load_config(run / 'config.yaml').data})")
+                         f"it trained on (its {src.config_file.name} says {src.config().data})")
     device = pick_device(str(device) if device else cfg.device)
     cache = open_cache(cfg, pd.concat([tr['path'], va['path']]), progress=progress)
     valid_dl = Loader(va, cache, bs=cfg.batch_size * 2, device=device)
@@ -190,12 +191,12 @@ def average_run(run_dir, df: pd.DataFrame, out,   # a run folder, the data it tr
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     save_checkpoint(dict(model=weights, cfg=asdict(cfg), epoch=max(m['epoch'] or 0 for m in members),
                          metrics=dict(final, score=final['f1'], valid_images=len(va)), model_name=cfg.model,
-                         heads=cfg.heads, averaged=info), out / 'best.pt')
-    save_config(cfg, out / 'config.yaml'); save_task(task, out)
+                         heads=cfg.heads, averaged=info), dst.best)
+    dst.save_config(cfg); dst.save_task(task)
     preds = va[['path', 'person', 'label']].copy()
     preds[task.prob_cols] = p.numpy()
     preds['fold'] = max(cfg.fold, 0)
-    write_csv(preds, out / 'valid_preds.csv', index=False)
+    dst.save_valid_preds(preds)
     write_text(out / 'average.json', json.dumps(info, indent=1, default=float))
     return info
 
@@ -212,8 +213,8 @@ def average_folder(path, df: pd.DataFrame, out,  # a run or CV folder, the data 
     kw = dict(top=top, swa=swa, bn=bn, device=device, cache_dir=cache_dir, data=data, progress=progress)
     if dirs == [path]:
         return dict(out=out, runs=pd.DataFrame([average_run(path, df, out, **kw)], index=[path.name]), oof=None)
-    save_task(load_task(path), out)
-    for name in ('config.yaml', 'folds.csv'): write_text(out / name, (path / name).read_text(encoding='utf-8'))
+    cv = CVDir(path); CVDir(out).save_task(cv.task())
+    for f in (cv.config_file, cv.folds_file): write_text(out / f.name, f.read_text(encoding='utf-8'))   # as they are
     rows = [average_run(d, df, out / d.name, **kw) for d in progress_bar(dirs, desc='folds', disable=not progress)]
     return dict(out=out, runs=pd.DataFrame(rows, index=[d.name for d in dirs]), oof=score_oof(out))
 
@@ -222,14 +223,14 @@ def average_report(run, out=None, top: int | None = None, swa: int | None = None
                    cache_dir=None, data=None, say=print) -> str:
     "Average the checkpoints of the run or CV folder `run` into `out` (default: beside it): the scores, and what next."
     dirs = run_dirs(run)
-    cfg = load_config(dirs[0] / 'config.yaml')
+    cfg = RunDir(dirs[0]).config()
     if data: cfg = replace(cfg, data=str(data))
     top = top if top is not None or swa is not None else cfg.top_k     # default: every checkpoint kept
     path = Path(run).resolve()
     out = out or path.with_name(f"{path.name}_{f'swa{swa}' if swa is not None else f'top{top}'}")
     what = f'the last {swa} epochs (SWA)' if swa is not None else f'the {top} best checkpoints'
     say(f"averaging {what} of {len(dirs)} run(s) in {run}" + (' (each fold)' if dirs != [Path(run)] else ''))
-    res = average_folder(run, read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels), out,
+    res = average_folder(run, read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels)[0], out,
                          top=None if swa is not None else top, swa=swa, bn=bn, device=device, cache_dir=cache_dir,
                          data=data)
     t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]

@@ -10,12 +10,13 @@ from pathlib import Path
 import torch.nn as nn
 
 from .runs import save_checkpoint
+from .rundir import BEST
 
 # %% auto #0
-__all__ = ['BEST', 'TOP', 'EPOCHS', 'NAMES', 'top_name', 'epoch_name', 'model_state', 'CheckpointSaver']
+__all__ = ['TOP', 'EPOCHS', 'NAMES', 'top_name', 'epoch_name', 'model_state', 'CheckpointSaver']
 
 # %% ../nbs/12a_checkpoints.ipynb #bef1d4e8
-BEST, TOP, EPOCHS = 'best.pt', 'top', 'epochs'   # a run's best weights; its folders of the k best, of the last epochs
+TOP, EPOCHS = 'top', 'epochs'   # a run's folders of the k best checkpoints, of the last epochs (its best: `rundir.BEST`)
 NAMES = {TOP: re.compile(r'epoch(\d+)_f1(\d+\.\d+)\.pt'), EPOCHS: re.compile(r'epoch(\d+)\.pt')}
 
 def top_name(epoch: int, score: float) -> str:

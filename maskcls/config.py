@@ -15,7 +15,8 @@ from .labels import OLD_AGE, TASK_CHOICES
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['ConfigError', 'Config', 'config_from_dict', 'load_config', 'save_config', 'add_config_args', 'config_from_args']
+__all__ = ['CONFIG', 'ConfigError', 'Config', 'config_from_dict', 'load_config', 'save_config', 'add_config_args',
+           'config_from_args']
 
 # %% ../nbs/09_config.ipynb #3b7ac3c9
 class ConfigError(ValueError):
@@ -212,10 +213,13 @@ def config_from_dict(d: dict, base: Config | None = None) -> Config:
         raise ConfigError(f'unknown option(s): {", ".join(hints)}')
     return Config(**{**(asdict(base) if base else {}), **d})
 
+CONFIG = 'config.yaml'   # the settings file of every run and CV folder (rundir names the other files)
+
 def load_config(path, base: Config | None = None) -> Config:
     "A Config from a YAML file (a run folder's `config.yaml` repeats that run)."
     path = Path(path)
-    if path.is_dir(): path = path / 'config.yaml'
+    if path.is_dir():
+        path = path / CONFIG
     try: d = yaml.safe_load(path.read_text(encoding='utf-8')) or {}
     except FileNotFoundError: raise FileNotFoundError(f'config file {path} not found') from None
     except yaml.YAMLError as e: raise ConfigError(f'{path} is not valid YAML: {e}') from None

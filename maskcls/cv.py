@@ -14,41 +14,38 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .labels import N_CLASSES, PROB_COLS, Task, confusion, decode, score, scores
-from .layout import for_task, task_of
-from .files import die_with_parent, new_run_dir, save_figure, write_csv, write_text
+from .labels import MASK_TASK, N_CLASSES, PROB_COLS, Task, confusion, decode, score, scores
+from .layout import for_task, task_for
+from .files import die_with_parent, new_run_dir, save_figure, write_text
 from .loader import Loader, pick_device
-from .config import Config, load_config, save_config
+from .config import Config
 from .runtime import open_cache
 from .predict import plot_confusion, predict
-from .runs import check_same_config, load_task, resumable, save_task, write_cv_session
-from .splits import folds_for, image_fold, image_folds, load_folds, person_folds, save_folds, split_rows
+from .runs import check_same_config, resumable, write_cv_session
+from .rundir import CVDir
+from .splits import folds_for, image_fold, image_folds, person_folds, split_rows
 from .pages import write_index
 from .train import train_run
 
 # %% auto #0
-__all__ = ['train_fold', 'run_cv', 'read_oof', 'CVScore', 'score_oof', 'age_errors', 'plot_age_errors', 'split_experiment',
+__all__ = ['train_fold', 'run_cv', 'CVScore', 'score_oof', 'age_errors', 'plot_age_errors', 'split_experiment',
            'plot_split_experiment']
 
 # %% ../nbs/14_cv.ipynb #25c19fe4
-def _fold_done(d: Path) -> bool: return (d / 'done.json').exists() and (d / 'valid_preds.csv').exists()
-
 def train_fold(cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, fold: int, out, device: str | None = None,
-               progress: bool = True, threads: int = 0, task: Task | None = None) -> Path:
+               progress: bool = True, threads: int = 0, task: Task = MASK_TASK) -> Path:
     "Train (or resume, or skip if finished) fold `fold` of a CV run in `out/fold<fold>`; returns that folder."
     if threads: torch.set_num_threads(threads)
-    d = Path(out) / f'fold{fold}'
-    if _fold_done(d): return d
+    r = CVDir(out).fold(fold); d = r.path
+    if r.done: return d
     tr, va = split_rows(df, image_fold(df, folds), fold)
     d.mkdir(parents=True, exist_ok=True)
     c = replace(cfg, fold=fold, device=device or cfg.device, out=str(d))
-    task = task or task_of(df)
     res = train_run(c, tr, va, d, resume=resumable(d), progress=progress, task=task)
     preds = va[['path', 'person', 'label']].copy()
     preds[task.prob_cols] = res['valid_probs'].numpy()
     preds['fold'] = fold
-    write_csv(preds, d / 'valid_preds.csv', index=False)                 # written whole, then the marker
-    write_text(d / 'done.json', json.dumps(dict(fold=fold, best_f1=res['best'], epochs=len(res['history']))))
+    r.save_fold(preds, dict(fold=fold, best_f1=res['best'], epochs=len(res['history'])))   # whole, then the marker
     return d
 
 def _fold_worker(args):
@@ -67,23 +64,24 @@ def run_cv(cfg: Config,                  # the settings of every fold (`cfg.fold
            devices=None,                 # e.g. ['cuda:0', 'cuda:1']: folds in parallel, one per device
            resume: bool = False,         # finish the unfinished folds of the CV folder `out`
            progress: bool = True,
-           task: Task | None = None) -> CVScore:   # the classes (default: `task_of(df)`, from the reader)
+           task: Task = MASK_TASK) -> CVScore:   # the classes of `df`'s labels (the reader's: see layout)
     "Train every fold of a person-level K-fold split into `out/fold<k>` and score the out-of-fold predictions."
-    df = for_task(df, cfg.task)                            # a model of one attribute: its labels
-    out, task = Path(out), task or task_of(df)
+    df, task = for_task(df, cfg.task, task), task_for(cfg.task, task)   # a model of one attribute: its labels
+    out = Path(out)
     if resume:
-        if not (out / 'config.yaml').exists():
-            raise FileNotFoundError(f'{out} is not a CV folder to resume (no config.yaml)')
-        check_same_config(out, asdict(cfg), asdict(load_config(out / 'config.yaml')), _RUN_KEYS_FREE, 'CV folder')
-        folds = load_folds(out / 'folds.csv')
-        if load_task(out) != task:
-            raise ValueError(f'{out} was run on other classes ({load_task(out).classes}): resume it with the same data')
+        cv = CVDir(out)
+        if not cv.config_file.exists():
+            raise FileNotFoundError(f'{out} is not a CV folder to resume (no {cv.config_file.name})')
+        check_same_config(out, asdict(cfg), asdict(cv.config()), _RUN_KEYS_FREE, 'CV folder')
+        folds = cv.folds()
+        if cv.task() != task:
+            raise ValueError(f'{out} was run on other classes ({cv.task().classes}): resume it with the same data')
     else:
-        out = new_run_dir(out)
+        out = new_run_dir(out); cv = CVDir(out)
         folds = folds_for(cfg, df)
-        save_folds(folds, out / 'folds.csv'); save_config(cfg, out / 'config.yaml'); save_task(task, out)
+        cv.save_folds(folds); cv.save_config(cfg); cv.save_task(task)
     k = int(folds['fold'].max()) + 1
-    todo = [f for f in range(k) if not _fold_done(out / f'fold{f}')]
+    todo = [f for f in range(k) if not cv.fold(f).done]
     devices = list(devices or [])
     if len(devices) > 1 and len(todo) > 1:
         ctx = mp.get_context('spawn')                      # CUDA cannot be used in forked children
@@ -99,13 +97,6 @@ def run_cv(cfg: Config,                  # the settings of every fold (`cfg.fold
     return res
 
 # %% ../nbs/14_cv.ipynb #d81c3bf2
-def read_oof(out) -> pd.DataFrame:
-    "Out-of-fold predictions of a CV folder: one row per training image with path, person, label, fold, p0..p{C-1}."
-    out = Path(out)
-    parts = sorted(out.glob('fold*/valid_preds.csv'))
-    if not parts: raise FileNotFoundError(f'no finished folds in {out} (fold*/valid_preds.csv)')
-    return pd.concat([pd.read_csv(p, dtype={'person': str}) for p in parts], ignore_index=True)
-
 @dataclass
 class CVScore:
     "What `run_cv` and `score_oof` return, and `oof_metrics.json` holds: the out-of-fold scores of a CV folder."
@@ -125,9 +116,9 @@ class CVScore:
 
 def score_oof(out) -> CVScore:
     "Write `oof.csv`, `oof_metrics.json`, `oof_confusion.png` (and the HParams row in `oof/`) for a CV folder."
-    out = Path(out)
-    oof, task = read_oof(out), load_task(out)
-    write_csv(oof, out / 'oof.csv', index=False)
+    out, cv = Path(out), CVDir(out)
+    oof, task = cv.gather_oof()                       # the finished folds' validation predictions
+    cv.save_oof(oof)
     cols = task.prob_cols
     y, p = oof['label'].to_numpy(), oof[cols].to_numpy()
     s = score(y, p, task)
@@ -138,7 +129,7 @@ def score_oof(out) -> CVScore:
     title = f"out-of-fold: macro F1 {res.f1:.4f}, accuracy {res.acc:.4f}"
     fig = plot_confusion(np.array(res.confusion), title, task.classes)
     save_figure(fig, out / 'oof_confusion.png', dpi=90); plt.close(fig)
-    cfg = load_config(out / 'config.yaml') if (out / 'config.yaml').exists() else None
+    cfg = cv.config() if cv.config_file.exists() else None
     if cfg is not None and cfg.tensorboard:                 # the CV's one row in TensorBoard's HParams tab
         attrs = {a for a, _ in task.attributes}
         write_cv_session(out, cfg, {'valid/best_f1': res.f1, 'valid/oof_acc': res.acc,

@@ -32,7 +32,7 @@ def stack_probs(probs) -> np.ndarray:
     if p.ndim != 3: raise ValueError(f'expected probabilities of shape (n_members, N, classes), got {p.shape}')
     return p
 
-def stack_labels(labels, n_classes: int = N_CLASSES) -> np.ndarray:
+def stack_labels(labels, n_classes: int = N_CLASSES) -> np.ndarray:   # 18 unless given: the task's count
     "Members' labels as one int array `(n_members, N)`, checked to lie in 0..n_classes-1."
     a = np.stack([np.asarray(m) for m in labels]) if isinstance(labels, (list, tuple)) else np.asarray(labels)
     if a.ndim != 2: raise ValueError(f'expected labels of shape (n_members, N), got {a.shape}')
@@ -45,7 +45,7 @@ def stack_labels(labels, n_classes: int = N_CLASSES) -> np.ndarray:
 def hard_vote(labels,                  # (n_members, N) class numbers
               weights=None,            # one weight per member; None for equal votes
               probs=None,              # optional (n_members, N, C) probabilities, to break ties
-              n_classes: int = N_CLASSES,
+              n_classes: int = N_CLASSES,   # the competition's 18 unless given: pass the task's count
              ) -> np.ndarray:
     "Weighted majority vote; ties go to the highest summed probability, then to the earliest member."
     a = stack_labels(labels, n_classes)
@@ -161,7 +161,7 @@ def bootstrap_f1(y, probs,          # true labels and predicted probabilities (o
 # %% ../nbs/16_ensemble.ipynb #42f670e3
 def samme_step(sample_weight,           # (N,) current sample weights
                correct,                 # (N,) bool: did the new member get each sample right?
-               n_classes: int = N_CLASSES,
+               n_classes: int = N_CLASSES,  # K in SAMME's log(K - 1): 18 unless given
               ) -> tuple[float, np.ndarray]:
     "SAMME: the new member's say `alpha` and the next sample weights (normalised); alpha <= 0 means stop."
     w, ok = np.asarray(sample_weight, dtype=float), np.asarray(correct, dtype=bool)

@@ -13,13 +13,14 @@ import yaml
 
 from .pages import link, para, section, table, write_page
 from .files import atomic_write
+from .rundir import CONFIG, FOLDS, METRICS, CVDir, RunDir
 
 # %% auto #0
 __all__ = ['find_runs', 'run_summary', 'runs_table', 'format_runs', 'write_runs_page', 'runs_report']
 
 # %% ../nbs/19a_experiments.ipynb #ab1a000f
-def _is_cv(d: Path) -> bool: return (d / 'config.yaml').is_file() and (d / 'folds.csv').is_file()
-def _is_run(d: Path) -> bool: return (d / 'config.yaml').is_file() and (d / 'metrics.csv').is_file()
+def _is_cv(d: Path) -> bool: return CVDir(d).is_cv
+def _is_run(d: Path) -> bool: return RunDir(d).is_run
 
 def find_runs(*dirs) -> list[Path]:
     "Every run folder and CV folder under `dirs`, sorted by path; a CV folder's folds belong to it and are skipped."
@@ -39,12 +40,12 @@ _NOISE = ('out', 'device', 'workers', 'cache_dir', 'fold', 'tensorboard', 'wandb
 _ATTRS = ('mask', 'gender', 'age')
 
 def _config(d: Path) -> dict:
-    try: cfg = yaml.safe_load((d / 'config.yaml').read_text()) or {}
-    except (OSError, yaml.YAMLError) as e: return {'error': f'config.yaml unreadable: {e}'}
+    try: cfg = yaml.safe_load(RunDir(d).config_file.read_text()) or {}   # as written: any version's options
+    except (OSError, yaml.YAMLError) as e: return {'error': f'{CONFIG} unreadable: {e}'}
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()}
 
 def _best_row(d: Path) -> dict:
-    m = pd.read_csv(d / 'metrics.csv')
+    m = RunDir(d).metrics()
     if not len(m) or 'score' not in m: return dict(epochs_done=len(m))
     r = m.loc[m['score'].idxmax()]
     pre = 'ema_' if r.get('weights') == 'ema' else 'valid_'
@@ -62,16 +63,15 @@ def run_summary(d) -> dict:
     "What one run or CV folder recorded: kind, settings, scores (macro F1, per attribute), eval score if known."
     d = Path(d)
     cfg = _config(d)
-    row = dict(kind='cv' if _is_cv(d) else 'run', when=pd.Timestamp((d / 'config.yaml').stat().st_mtime, unit='s'))
+    row = dict(kind='cv' if _is_cv(d) else 'run', when=pd.Timestamp(RunDir(d).config_file.stat().st_mtime, unit='s'))
     if row['kind'] == 'cv':
-        folds = sorted(d.glob('fold*/done.json'))
-        row.update(folds_done=len(folds))
+        row.update(folds_done=sum(r.done for r in CVDir(d).fold_dirs()))
         if (d / 'oof_metrics.json').is_file():
             m = json.loads((d / 'oof_metrics.json').read_text())
             row.update(f1=m.get('f1'), acc=m.get('acc'), **{f'f1_{a}': m[f'f1_{a}'] for a in _ATTRS if f'f1_{a}' in m})
         row['eval_f1'] = _eval_score(d)
-    elif (d / 'metrics.csv').is_file():
-        row.update(_best_row(d), finished=(d / 'best.pt').is_file())
+    elif RunDir(d).metrics_file.is_file():
+        row.update(_best_row(d), finished=RunDir(d).finished)
     return dict(row, config=cfg)
 
 # %% ../nbs/19a_experiments.ipynb #3632abea
@@ -116,7 +116,7 @@ def _cols(t: pd.DataFrame) -> list:
 
 def format_runs(t: pd.DataFrame) -> str:
     "The runs table as text for a terminal: the telling columns, scores with 3 decimals, blanks for unknowns."
-    if not len(t): return 'no runs found (a run folder holds config.yaml and metrics.csv; a CV folder folds.csv)'
+    if not len(t): return f'no runs found (a run folder holds {CONFIG} and {METRICS}; a CV folder {FOLDS})'
     show = t[[c for c in _cols(t) if c in t]].copy()
     show['when'] = pd.to_datetime(show['when']).dt.strftime('%Y-%m-%d %H:%M')
     for c in _SCORES: show[c] = show[c].map(lambda v: '' if pd.isna(v) else f'{v:.3f}')

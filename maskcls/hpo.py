@@ -12,13 +12,14 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from .config import Config, ConfigError, config_from_dict, save_config
+from .config import Config, ConfigError, config_from_dict
 from .models import check_model_name
-from .layout import task_of
-from .runs import check_same_config, save_task
+from .labels import Task
+from .layout import task_for
+from .runs import check_same_config
+from .rundir import LAST, PREV, CVDir, RunDir
 from .train import train_run
 from .cv import score_oof, train_fold
-from .splits import save_folds
 
 # %% auto #0
 __all__ = ['SPACE', 'KINDS', 'FIXED', 'SEARCH_SAMPLERS', 'TPE_STARTUP', 'PRUNERS', 'OBJECTIVES', 'suggest', 'check_space',
@@ -173,19 +174,19 @@ def _report(trial, step: int, score: float, what: str):
     trial.report(score, step)
     if trial.should_prune(): raise optuna.TrialPruned(f'{what} {step}: macro F1 {score:.4f} is below the other trials')
 
-def _holdout_trial(trial, cfg: Config, split, d: Path, progress: bool) -> float:
-    res = train_run(cfg, *split, d, progress=progress,
+def _holdout_trial(trial, cfg: Config, split, d: Path, progress: bool, task: Task) -> float:
+    res = train_run(cfg, *split, d, progress=progress, task=task,
                     on_epoch=lambda row: _report(trial, row['epoch'], row['score'], 'epoch'))
     best = max(res['history'], key=lambda r: r['score'])
     trial.set_user_attr('epochs', len(res['history'])); trial.set_user_attr('best_epoch', best['epoch'])
     trial.set_user_attr('acc', best['valid_acc'])
     return res['best']
 
-def _cv_trial(trial, cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, d: Path, progress: bool) -> float:
-    save_folds(folds, d / 'folds.csv'); save_config(cfg, d / 'config.yaml')   # a CV folder run_cv(resume=True) ends
-    save_task(task_of(df), d)                                                  # score_oof reads the classes there
+def _cv_trial(trial, cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, d: Path, progress: bool, task: Task) -> float:
+    cv = CVDir(d)                                       # a CV folder run_cv(resume=True) ends
+    cv.save_folds(folds); cv.save_config(cfg); cv.save_task(task_for(cfg.task, task))   # score_oof reads the classes
     for f in sorted(folds['fold'].unique()):
-        done = json.loads((train_fold(cfg, df, folds, int(f), d, progress=progress) / 'done.json').read_text())
+        done = RunDir(train_fold(cfg, df, folds, int(f), d, progress=progress, task=task)).done_info()
         _report(trial, int(f) + 1, done['best_f1'], 'fold')
     res = score_oof(d)
     trial.set_user_attr('acc', res['acc'])
@@ -193,7 +194,7 @@ def _cv_trial(trial, cfg: Config, df: pd.DataFrame, folds: pd.DataFrame, d: Path
 
 def _slim(d: Path):
     "Delete what only an unfinished trial needs: `last.pt`, `last.prev.pt` and the `top/` checkpoints (best.pt stays)."
-    for p in [*d.rglob('last.pt'), *d.rglob('last.prev.pt')]: p.unlink()
+    for p in [*d.rglob(LAST), *d.rglob(PREV)]: p.unlink()
     for p in d.rglob('top'):
         if p.is_dir(): shutil.rmtree(p)
 

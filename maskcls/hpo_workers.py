@@ -16,6 +16,7 @@ import sqlalchemy
 import torch
 from optuna.trial import TrialState
 
+from .labels import MASK_TASK, Task
 from .files import atomic_write, die_with_parent, new_run_dir
 from .progress import progress_bar
 from .config import Config, config_from_dict
@@ -177,7 +178,7 @@ def _claim_settings(study: optuna.Study, where: str, settings: dict):
 def _work(k: int,                       # worker number on this machine
           env: dict,                    # environment of the worker: its GPU, its threads
           cfg, df, space, out, objective, sampler, pruner, seed, deadline, storage, study_name, target,
-          retries, parallel, progress=False, study=None,
+          retries, parallel, progress=False, study=None, task: Task = MASK_TASK,
           parent: int | None = None,    # a worker process ends with this process (its trials are then failed, rerun)
           verbosity: int | None = None):   # a worker process logs as much as its parent
     "One worker: start trials of the study (queued crashed ones first) until the total is reached, then wait for the rest."
@@ -204,8 +205,8 @@ def _work(k: int,                       # worker number on this machine
         d.mkdir(parents=True, exist_ok=True)
         c = config_from_dict({**suggest(trial, space), 'out': str(d)}, cfg)
         try:
-            if objective == 'holdout': return _holdout_trial(trial, c, split, d, progress)
-            return _cv_trial(trial, c, df, folds, d, progress)
+            if objective == 'holdout': return _holdout_trial(trial, c, split, d, progress, task)
+            return _cv_trial(trial, c, df, folds, d, progress, task)
         finally: _slim(d)
 
     while True:
@@ -264,6 +265,7 @@ def tune(cfg: Config, df: pd.DataFrame, space: dict,
          jobs: int = 1,                   # worker processes on this machine, all taking trials from the study
          gpus=None,                       # GPU ids to pin the workers to, in turn (default: CPU threads shared out)
          retries: int = RETRIES,          # times a crashed trial is queued again
+         task: Task = MASK_TASK,          # the classes of `df`'s labels (the reader's: see layout)
         ) -> optuna.Study:
     "Search `space` around the base `cfg` with `n_trials` more trainings; study, trials and best config go to `out/`."
     if objective not in OBJECTIVES: raise ValueError(f'unknown objective {objective!r}: expected one of {OBJECTIVES}')
@@ -287,7 +289,7 @@ def tune(cfg: Config, df: pd.DataFrame, space: dict,
     deadline = None if timeout is None else time.time() + timeout
     kw = dict(cfg=cfg, df=df, space=space, out=out, objective=objective, sampler=sampler, pruner=pruner, seed=seed,
               deadline=deadline, storage=storage, study_name=study_name, target=target, retries=retries,
-              parallel=jobs > 1 or storage is not None)
+              parallel=jobs > 1 or storage is not None, task=task)
     try:
         if jobs == 1: _work(0, {}, **kw, progress=progress, study=study)
         else: _supervise(jobs, gpus, study, target, retries, progress, kw)

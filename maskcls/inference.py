@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .labels import ATTRIBUTES, Task, attribute_index, format_class_scores, format_scores, scores
+from .labels import ATTRIBUTES, MASK_TASK, Task, attribute_index, format_class_scores, format_scores, scores
 from .layout import for_task, read_predict_data
 from .loader import Loader, pick_device
-from .config import load_config
 from .runtime import model_threads, open_cache
-from .runs import load_run, load_task, run_dirs
-from .splits import image_fold, load_folds
+from .runs import load_run
+from .rundir import CVDir, RunDir, run_dirs
+from .splits import image_fold
 from .tta import MERGES, TTAResult, merge_probs, tta_predict, tta_scores
 from .submission import write_predictions, write_submission
 
@@ -47,11 +47,11 @@ def predict_dir(path,                        # a run folder (best.pt) or a CV fo
                 progress: bool = True) -> Prediction:
     "Probabilities for the images of `df` from every model in a run or CV folder, with TTA; averaged over the models."
     dirs = run_dirs(path)
-    task = load_task(dirs[0])
+    task = RunDir(dirs[0]).task()
     for d in dirs[1:]:
-        if load_task(d) != task:
+        if RunDir(d).task() != task:
             raise ValueError(f'{d} and {dirs[0]} predict different classes: a fold ensemble needs one task')
-    cfg = load_config(dirs[0] / 'config.yaml')
+    cfg = RunDir(dirs[0]).config()
     if cache_dir: cfg = replace(cfg, cache_dir=str(cache_dir))
     device = pick_device(str(device) if device else cfg.device)
     cache = open_cache(cfg, df['path'], progress=progress)
@@ -69,11 +69,12 @@ def predict_dir(path,                        # a run folder (best.pt) or a CV fo
                       [m.probs for m in members], [m.view_probs for m in members])
 
 # %% ../nbs/15a_inference.ipynb #c25059af
-def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, progress: bool = False) -> pd.DataFrame:
+def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, progress: bool = False,
+            have: Task = MASK_TASK) -> pd.DataFrame:   # the classes of `df`'s labels
     """Macro F1 (and accuracy, per-attribute F1) of each view and each merge on the out-of-fold predictions of a CV
     folder."""
     cv_dir = Path(cv_dir)
-    fi = image_fold(df, load_folds(cv_dir / 'folds.csv'))
+    fi = image_fold(df, CVDir(cv_dir).folds())
     dirs = run_dirs(cv_dir)
     vp, names = None, None
     for d in dirs:
@@ -85,7 +86,7 @@ def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, 
         vp[:, torch.from_numpy(rows)] = r['member_views'][0]
     if len(dirs) != int(fi.max()) + 1:
         raise ValueError(f'{cv_dir} has {len(dirs)} finished folds of {int(fi.max()) + 1}: finish the CV first')
-    y = for_task(df, task)['label'].to_numpy()                 # a run of one attribute is scored on its codes
+    y = for_task(df, task, have)['label'].to_numpy()           # a run of one attribute is scored on its codes
     res = TTAResult(merge_probs(vp, 'mean'), vp, torch.tensor(y), names)
     return tta_scores(res, merges, task)
 
@@ -95,7 +96,7 @@ def predict_files(run,                  # a run folder, or a CV folder (its fold
                   out,                  # the prediction file to write (a submission beside it with info.csv)
                   views='face', merge: str = 'mean', device=None, batch_size: int | None = None) -> str:
     "Predict the images of `data` with `run` and write `out`; the lines `maskcls predict` prints."
-    task = load_task(run_dirs(run)[0])
+    task = RunDir(run_dirs(run)[0]).task()
     ev, info = read_predict_data(data, task)
     r = predict_dir(run, ev, views, merge, device=device, batch_size=batch_size)
     out, probs = Path(out), r['probs'].numpy()
@@ -103,7 +104,7 @@ def predict_files(run,                  # a run folder, or a CV folder (its fold
     what = f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])})"
     one = attribute_index(task)
     if one is not None:                         # a model of one attribute: no submission of its own
-        ev = for_task(ev, task) if 'label' in ev and info is not None else ev
+        ev = for_task(ev, task, MASK_TASK) if 'label' in ev and info is not None else ev   # the eval answers: 18
         lines = [f"{what} -> {out} ({len(ev)} images, {task.name}: {', '.join(task.classes)}); no submission: compose "
                  "it with the other attributes' files: maskcls ensemble --compose "
                  + ' '.join(str(out) if x == ATTRIBUTES[one] else x.upper() + '.csv' for x in ATTRIBUTES)

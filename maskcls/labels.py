@@ -73,7 +73,7 @@ def class_name(label: int, sep: str = '/') -> str:
     return sep.join((MASK_NAMES[m], GENDER_NAMES[g], AGE_NAMES[a]))
 
 CLASS_NAMES = tuple(class_name(c) for c in range(N_CLASSES))
-def prob_cols(n_classes: int = N_CLASSES) -> list:
+def prob_cols(n_classes: int = N_CLASSES) -> list:   # the competition's 18 unless given: pass the task's count
     "Names of the probability columns of prediction and OOF files: `p0..p{n_classes-1}`."
     return [f'p{c}' for c in range(n_classes)]
 
@@ -216,7 +216,7 @@ def scores(y, pred, task: Task = MASK_TASK) -> dict:
     `score(...).as_dict()`, the competition's task by default."""
     return score(y, pred, task).as_dict()
 
-def confusion(y, pred, n_classes: int = N_CLASSES) -> np.ndarray:
+def confusion(y, pred, n_classes: int = N_CLASSES) -> np.ndarray:   # rows/columns: 18 unless given (absent classes stay)
     "`n_classes` x `n_classes` confusion matrix (18 x 18 in the competition): rows are true classes, columns predicted."
     from sklearn.metrics import confusion_matrix
     return confusion_matrix(_labels(y), _labels(pred), labels=np.arange(n_classes))

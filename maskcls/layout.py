@@ -21,8 +21,8 @@ from .labels import (ATTRIBUTES, MASK_STEMS, MASK_TASK, N_CLASSES, OLD_AGE, Gend
 __all__ = ['IMG_EXTS', 'TRAIN_CSV_COLUMNS', 'AGE_RANGE', 'N_PER_PERSON', 'GENDER_FIXES', 'MASK_SWAP_IDS', 'Problem',
            'LayoutError', 'is_junk', 'parse_person', 'find_train_root', 'scan_train', 'check_train_csv', 'check_image',
            'check_images', 'fix_known_errors', 'read_train', 'write_tiny_train', 'eval_root', 'read_eval',
-           'read_image_folder', 'task_of', 'for_task', 'training_labels', 'read_pseudo', 'check_pseudo', 'read_images',
-           'read_data', 'read_predict_data', 'data_summary', 'check_data']
+           'image_folder_task', 'read_image_folder', 'for_task', 'task_for', 'training_labels', 'read_pseudo',
+           'check_pseudo', 'read_images', 'read_data', 'read_predict_data', 'data_summary', 'check_data']
 
 # %% ../nbs/01_layout.ipynb #f0d381c2
 IMG_EXTS = ('.jpg', '.jpeg', '.png')
@@ -203,7 +203,6 @@ def read_train(root, check_pixels: bool = False, fix_labels: bool = False, old_a
                               skipped_junk=skipped['junk'], csv_checked=csv_path.exists(), pixels_checked=check_pixels,
                               label_fixes=len(fixes), old_age=old_age)
     df.attrs['fixes'] = fixes.to_dict('records')   # plain records: pandas compares attrs when tables are combined
-    df.attrs['task'] = MASK_TASK
     return df
 
 # %% ../nbs/01_layout.ipynb #076708f7
@@ -270,14 +269,19 @@ def read_eval(root, check_pixels: bool = False, workers: int | None = None, prog
     return out
 
 # %% ../nbs/01_layout.ipynb #12976814
-def read_image_folder(root, exts=IMG_EXTS) -> pd.DataFrame:
-    """`path`, `label`, `class_name` and `person` for every image in an ImageFolder tree `root/<class>/<image>`; with no
-    people, each image is its own group (`person` is its path), so person-level splits work on it as they are."""
+def image_folder_task(root) -> Task:
+    "The task of an ImageFolder tree `root/<class>/<image>`: its class folders, sorted (the label order)."
     root = Path(root)
     if not root.is_dir(): raise FileNotFoundError(f'{root} is not a folder: expected root/<class>/<image> files')
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not is_junk(d.name))
     if not classes:
         raise LayoutError([Problem(str(root), 'no class folders: expected root/<class>/<image> files')], root)
+    return Task.from_classes(classes, root.name or 'classes')
+
+def read_image_folder(root, exts=IMG_EXTS) -> pd.DataFrame:
+    """`path`, `label`, `class_name` and `person` for every image in an ImageFolder tree `root/<class>/<image>`; with no
+    people, each image is its own group (`person` is its path), so person-level splits work on it as they are."""
+    root, classes = Path(root), image_folder_task(root).classes
     rows, problems, junk = [], [], 0
     for label, c in enumerate(classes):
         n = 0
@@ -291,43 +295,42 @@ def read_image_folder(root, exts=IMG_EXTS) -> pd.DataFrame:
         if n == 0: problems.append(Problem(str(root / c), 'class folder holds no images'))
     if problems: raise LayoutError(problems, root)
     df = pd.DataFrame(rows)
-    df.attrs['classes'] = classes
-    df.attrs['task'] = Task.from_classes(classes, root.name or 'classes')
     df.attrs['report'] = dict(root=str(root), images=len(df), classes=len(classes), skipped_junk=junk)
     return df
 
-def task_of(df: pd.DataFrame) -> Task:
-    "The task a table was read with (`df.attrs['task']`; the competition's if none), checked against its labels."
-    t = df.attrs.get('task', MASK_TASK)
-    if 'label' in df.columns and len(df) and int(df['label'].max()) >= t.n_classes:
-        raise ValueError(f"labels go up to {int(df['label'].max())} but task {t.name!r} has {t.n_classes} classes: "
-                         "read the data with read_train or read_image_folder, which record it in df.attrs['task']")
-    return t
-
 # %% ../nbs/01_layout.ipynb #b10d159b
-def for_task(df: pd.DataFrame, task='all') -> pd.DataFrame:
-    """`df` with `label` the code of one attribute, for a model of task `task` (a name in `TASK_CHOICES` or a
-    `Task`); `all`, the 18 classes, or a table already of that task comes back as it is."""
+def for_task(df: pd.DataFrame, task, have: Task) -> pd.DataFrame:
+    """`df`, a table of task `have`, with `label` the code of one attribute, for a model of task `task` (a name in
+    `TASK_CHOICES` or a `Task`); `all`, the 18 classes, or a table already of that task comes back as it is."""
+    if 'label' in df.columns and len(df) and int(df['label'].max()) >= have.n_classes:
+        raise ValueError(f"labels go up to {int(df['label'].max())} but task {have.name!r} has {have.n_classes} "
+                         "classes: pass the task the table was read with (image_folder_task for an ImageFolder tree)")
+    if 'class_name' in df.columns and not set(df['class_name']) <= set(have.classes):   # an ImageFolder table
+        raise ValueError(f"the table's classes ({', '.join(sorted(map(str, set(df['class_name'])))[:5])}...) are not those of "
+                         f"task {have.name!r}: pass the task the table was read with (read_data returns it)")
     if isinstance(task, Task):
         i = attribute_index(task)
         if i is None: return df
         task = ATTRIBUTES[i]
-    target, have = attribute_task(task), task_of(df)
+    target = attribute_task(task)
     if task == 'all' or have == target: return df
     if have != MASK_TASK:
         raise ValueError(f"task {task!r} takes the competition's 18 classes apart, but this table holds task "
                          f"{have.name!r} ({', '.join(have.classes[:5])}...): use task all")
-    out = df.assign(label=decode(df['label'].to_numpy())[ATTRIBUTES.index(task)]) if 'label' in df else df.copy()
-    out.attrs = {**df.attrs, 'task': target}
-    return out
+    return df.assign(label=decode(df['label'].to_numpy())[ATTRIBUTES.index(task)]) if 'label' in df else df.copy()
+
+def task_for(task, have: Task) -> Task:
+    "The task of `for_task(df, task, have)`: `have` for `all` (or a task without attributes), else the attribute's."
+    if isinstance(task, Task): return task if attribute_index(task) is not None else have
+    return have if task == 'all' else attribute_task(task)
 
 # %% ../nbs/01_layout.ipynb #ae6a62fa
 def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE,
-                    task: Task | None = None) -> np.ndarray:   # default `task_of(df)`: 18 classes, or one attribute
+                    task: Task = MASK_TASK) -> np.ndarray:   # the table's task: 18 classes, or one attribute
     "Labels with the old group starting at `old_age` (the official labels when the table has no mask/gender/age)."
     if not {'mask', 'gender', 'age'} <= set(df.columns): return df['label'].to_numpy()
     y = encode(df['mask'].to_numpy(), df['gender'].to_numpy(), age_group(df['age'].to_numpy(), old_age))
-    i = attribute_index(task or task_of(df))
+    i = attribute_index(task)
     return y if i is None else decode(y)[i]
 
 # %% ../nbs/01_layout.ipynb #43f831e5
@@ -409,14 +412,16 @@ def read_images(root, classes=None, exts=IMG_EXTS) -> pd.DataFrame:
 
 # %% ../nbs/01_layout.ipynb #a163d58c
 def read_data(root, task='all', fix_labels: bool = False, old_age: int = OLD_AGE, check_pixels: bool = False,
-              progress: bool = True) -> pd.DataFrame:
-    """The training table of `root`: the competition layout if it has `train/images` (or `images`), else an ImageFolder
-    tree; with the labels of one attribute when `task` (a name in `TASK_CHOICES` or a `Task`) asks for it."""
+              progress: bool = True) -> tuple[pd.DataFrame, Task]:
+    """The training table of `root` and its task: the competition layout if it has `train/images` (or `images`), else
+    an ImageFolder tree; with the labels of one attribute when `task` (a name in `TASK_CHOICES` or a `Task`) asks for it.
+    The task comes beside the table, for the caller to pass on (to `train_run`, `run_cv`, ...)."""
     root = Path(root)
     if (root / 'images').is_dir() or (root / 'train' / 'images').is_dir():
         df = read_train(root, check_pixels=check_pixels, fix_labels=fix_labels, old_age=old_age, progress=progress)
-    else: df = read_image_folder(root)
-    return for_task(df, task)
+        have = MASK_TASK
+    else: df, have = read_image_folder(root), image_folder_task(root)
+    return for_task(df, task, have), task_for(task, have)
 
 def read_predict_data(data, task: Task = MASK_TASK) -> tuple[pd.DataFrame, Path | None]:
     "Images to predict (`ImageID`, `path`, `label` if known) and the `info.csv` a submission follows (or None)."

@@ -79,7 +79,7 @@ class CrossEntropy(nn.Module):
 
 # %% ../nbs/08_losses.ipynb #c46d97c9
 def inverse_frequency_weights(labels,                    # class numbers (array or tensor)
-                              n_classes: int = N_CLASSES,
+                              n_classes: int = N_CLASSES,   # the competition's 18 unless given: pass the task's count
                               power: float = 1.,         # 1: inverse frequency; 0.5: its square root; 0: all ones
                              ) -> Tensor:
     "Class weights proportional to `1 / count ** power`, with mean 1."

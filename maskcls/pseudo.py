@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import __version__
 from .labels import N_CLASSES, decode, encode, marginals
-from .runs import load_task, run_dirs
+from .rundir import RunDir, run_dirs
 from .files import new_run_dir, save_figure, write_csv, write_text
 from .inference import predict_dir
 from .layout import read_predict_data
@@ -110,7 +110,7 @@ def make_pseudo(run, df: pd.DataFrame,     # a run or CV folder, and the images 
     "Pseudo-label `df` with the models of `run`: `pseudo.csv` (the kept images), `all.csv`, `pseudo.json`, a figure."
     th, t0 = check_thresholds(thresholds), time.time()
     dirs = run_dirs(run)
-    task = load_task(dirs[0])
+    task = RunDir(dirs[0]).task()
     if task.n_classes != N_CLASSES or not task.attributes:
         raise ValueError(f'{run} predicts {task.n_classes} classes ({task.name}): per-attribute thresholds need the '
                          '18 mask/gender/age classes')
@@ -134,7 +134,7 @@ def pseudo_files(run, data,                # a run or CV folder; the folder of i
                  out='runs/pseudo', thresholds=DEFAULT_THRESHOLDS, views='face', merge: str = 'mean', device=None,
                  batch_size: int | None = None) -> str:
     "Pseudo-label the images of `data` with `run` into the new folder `out` (`make_pseudo`); what `maskcls pseudo` prints."
-    ev, _ = read_predict_data(data, load_task(run_dirs(run)[0]))
+    ev, _ = read_predict_data(data, RunDir(run_dirs(run)[0]).task())
     r = make_pseudo(run, ev, out, thresholds, views, merge, device=device, batch_size=batch_size)
     s, out, th = r['summary'], r['out'], {**DEFAULT_THRESHOLDS, **thresholds}
     passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_runs.ipynb #673fa24e
 from __future__ import annotations
-import json, os, pickle, re, warnings
+import os, pickle, re, warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,36 +18,16 @@ from .labels import MASK_TASK, Task, confusion
 from .files import atomic_write
 from .augment import IMAGENET_MEAN, IMAGENET_STD
 from .models import create_model
-from .config import Config, load_config, save_config
+from .config import Config
 from .predict import plot_predictions
+from .rundir import LAST, PREV, RunDir
 
 # %% auto #0
-__all__ = ['TASK_FILE', 'LAST', 'PREV', 'save_task', 'load_task', 'save_checkpoint', 'save_last', 'resumable', 'CheckpointError',
-           'load_checkpoint', 'load_last', 'load_best', 'load_run', 'run_dirs', 'check_same_config', 'scalar_tag',
-           'plot_confusion_small', 'write_session', 'RunLogger', 'write_cv_session', 'read_events', 'tb_runs']
-
-# %% ../nbs/12_runs.ipynb #3857469a
-TASK_FILE = 'task.json'
-
-def save_task(task: Task, folder) -> Path:
-    "Write `folder/task.json` (class names, attributes) for the commands that read the run later."
-    p = Path(folder) / TASK_FILE
-    with atomic_write(p) as tmp: tmp.write_text(json.dumps(task.to_dict(), indent=1))   # whole or not at all
-    return p
-
-def load_task(folder) -> Task:
-    "The task recorded in a run or CV folder (`task.json`); the competition's for a folder without one (older runs)."
-    p = Path(folder) / TASK_FILE
-    if not p.exists(): return MASK_TASK
-    try: t = Task.from_dict(json.loads(p.read_text()))
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f'{p} is not a task file ({e}): restore it, or delete it for a competition run') from None
-    same = (t.name, t.classes, t.attributes) == (MASK_TASK.name, MASK_TASK.classes, MASK_TASK.attributes)
-    return MASK_TASK if same else t      # the competition's plot titles follow the library (older runs spelled them otherwise)
+__all__ = ['save_checkpoint', 'save_last', 'resumable', 'CheckpointError', 'load_checkpoint', 'load_last', 'load_best',
+           'load_run', 'check_same_config', 'scalar_tag', 'plot_confusion_small', 'write_session', 'RunLogger',
+           'write_cv_session', 'read_events', 'tb_runs']
 
 # %% ../nbs/12_runs.ipynb #09a3cdcd
-LAST, PREV = 'last.pt', 'last.prev.pt'
-
 def save_checkpoint(obj, path) -> Path:
     "`torch.save` `obj` to `path`, whole or not at all."
     with atomic_write(path) as tmp, open(tmp, 'wb') as f: torch.save(obj, f)   # a file: a full disk says ENOSPC
@@ -119,7 +99,7 @@ def load_last(run_dir, map_location='cpu') -> tuple[dict, Path]:
 # %% ../nbs/12_runs.ipynb #c2bc7684
 def load_best(run_dir, model: nn.Module) -> dict:
     "Load `run_dir/best.pt` into `model`; return the checkpoint's metadata."
-    p = Path(run_dir) / 'best.pt'
+    p = RunDir(run_dir).best
     if not p.exists(): raise FileNotFoundError(f'{p} not found: is {run_dir} a finished training run?')
     s = load_checkpoint(p)
     model.load_state_dict(s['model'])
@@ -130,21 +110,10 @@ def load_run(run_dir,                   # a run folder: best.pt, config.yaml, ta
             ) -> tuple[nn.Module, Config]:
     """The best model of a run folder, in eval mode on `device`, and the run's config (no download: best.pt holds
     every weight)."""
-    cfg = load_config(Path(run_dir) / 'config.yaml')
-    model = create_model(cfg.model, None, cfg.heads, n_classes=load_task(run_dir).n_classes)
+    cfg, task = RunDir(run_dir).config(), RunDir(run_dir).task()
+    model = create_model(cfg.model, None, cfg.heads, n_classes=task.n_classes)
     load_best(run_dir, model)
     return model.to(device).eval(), cfg
-
-def run_dirs(path) -> list[Path]:
-    "The run folders in `path`: itself when it holds best.pt, else its `fold*/` runs (a CV folder)."
-    path = Path(path)
-    if (path / 'best.pt').exists(): return [path]
-    def fold_no(d): return int(d.name[4:]) if d.name[4:].isdigit() else 0
-    folds = sorted((d for d in path.glob('fold*') if (d / 'best.pt').exists()), key=fold_no)
-    if not folds:
-        raise FileNotFoundError(f'{path} holds no best.pt and no fold*/best.pt: pass a finished training run or CV '
-                                'folder')
-    return folds
 
 def check_same_config(out, new: dict, old: dict, free=(),   # settings as plain dicts; `free` keys may differ
                       what: str = 'folder'):
@@ -208,15 +177,14 @@ def write_session(writer, cfg: Config, metrics: dict, step: int = 0, extra: dict
 
 def _is_cv_fold(run_dir: Path) -> bool:
     "Whether `run_dir` is `fold<k>` of a CV folder (which holds folds.csv): the CV folder writes the HParams row."
-    return run_dir.name[4:].isdigit() and run_dir.name.startswith('fold') and (run_dir.parent / 'folds.csv').exists()
+    return RunDir(run_dir).cv is not None
 
 class RunLogger:
     "What a run records besides checkpoints: config.yaml, TensorBoard events and a W&B run."
     def __init__(self, run_dir, cfg: Config, mean=IMAGENET_MEAN, std=IMAGENET_STD, task: Task = MASK_TASK):
         self.run_dir, self.cfg, self.mean, self.std, self.task = Path(run_dir), cfg, mean, std, task
         self.writer = self.wandb = None
-        save_config(cfg, self.run_dir / 'config.yaml')            # written whole (config lesson)
-        save_task(task, self.run_dir)
+        RunDir(self.run_dir).save_config(cfg); RunDir(self.run_dir).save_task(task)   # each written whole
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(self.run_dir / 'tb'))

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .labels import (ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, macro_f1, prob_cols,
-                            attribute_index, format_scores, scores)
+                            attribute_index, format_scores, scores, Task)
 from .files import write_csv
-from .runs import load_task
+from .rundir import CVDir, read_oof
 from .ensemble import (attribute_hard_vote, attribute_soft_vote, compose, fit_stack, gmean_vote, greedy_select,
                               hard_vote, rank_vote, soft_vote, stack_predict)
 
@@ -196,14 +196,8 @@ def read_oof_probs(path, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.nda
     return df['path'].to_numpy(), df['label'].to_numpy(int), df[prob_cols(n_classes)].to_numpy(float)
 
 def _read_oof(path, n_classes: int, need=()) -> pd.DataFrame:
-    "An OOF file as a table sorted by path, its columns checked."
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"OOF file {str(path)!r} does not exist: pass each member's oof.csv (written by "
-                                "maskcls cv in its CV folder)")
-    df = pd.read_csv(path, dtype={'person': str})
-    miss = [c for c in ['path', 'label', *need] + prob_cols(n_classes) if c not in df.columns]
-    if miss:
-        raise ValueError(f'{path}: not an out-of-fold file (missing columns {miss[:3]}): pass a CV folder\'s oof.csv')
+    "An OOF file (or a CV folder's) of a member of `n_classes` classes as a table sorted by path, its columns checked."
+    df, _ = read_oof(path, Task.from_classes(range(n_classes)), need)
     return df.sort_values('path', ignore_index=True)
 
 def read_oof_members(files, n_classes: int = N_CLASSES, need=()) -> tuple[pd.DataFrame, np.ndarray]:
@@ -339,11 +333,11 @@ def _compose_inputs(paths) -> list:
     out = []
     for p, name in zip(map(Path, paths), ATTRIBUTES):
         if p.is_dir():
-            task = load_task(p)
+            task = CVDir(p).task()
             if attribute_index(task) != ATTRIBUTES.index(name):
                 raise ValueError(f'{p} holds a run of task {task.name!r}, but a {name} model goes in this place: pass '
                                  'the mask, gender and age runs, in that order')
-            p = p / 'oof.csv'
+            p = CVDir(p).oof_file
         out.append(p)
     return out
 

@@ -21,10 +21,11 @@ from .files import atomic_write, new_run_dir, write_csv
 from .layout import find_train_root, is_junk, read_eval, read_train
 from .pages import Html, figure, para, section, table, write_page
 from .loader import Loader
-from .config import Config, load_config
+from .config import Config
 from .runtime import open_cache
 from .predict import predict
-from .runs import load_run, load_task, run_dirs
+from .runs import load_run
+from .rundir import CVDir, read_oof, run_dirs
 from .cv import run_cv
 
 # %% auto #0
@@ -38,16 +39,12 @@ def load_oof(cv) -> pd.DataFrame:
     "The out-of-fold predictions of a CV folder (`oof.csv`), checked: one row per photo with its person and label."
     cv = Path(cv)
     if not cv.is_dir(): raise FileNotFoundError(f'CV folder {cv} not found: pass the --out folder of `maskcls cv`')
-    f = cv / 'oof.csv'
-    if not f.exists():
-        raise FileNotFoundError(f'{f} not found: finish the CV run first (`maskcls cv --resume --out {cv}` writes it)')
-    task = load_task(cv)
+    task = CVDir(cv).task()
     if not task.attributes:
         raise ValueError(f'{cv} was trained on plain classes ({few(task.classes, 3)}), not mask x gender x age: '
                          'suspects needs the competition layout, where people and their attributes are known')
-    oof = pd.read_csv(f, dtype={'person': str})
-    missing = [c for c in ('path', 'person', 'label', *PROB_COLS) if c not in oof.columns]
-    if missing: raise ValueError(f'{f} lacks column(s) {missing}: it is not the oof.csv of a `maskcls cv` run')
+    oof, _ = read_oof(cv, need=('person',))
+    f = CVDir(cv).oof_file
     if oof['person'].nunique() == len(oof):
         raise ValueError(f'{f}: every photo is its own person, so no person can be judged on their photos; run the CV '
                          'on the competition layout (train/images/<person>/<photo>)')
@@ -282,7 +279,7 @@ def write_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adju
     people, units = (baseline_suspects(oof) if baseline else find_suspects(oof, method, adjust, attributes, pairs))
     gone = [p for p in oof.loc[oof['person'].isin(people['person'].iloc[:n]), 'path'] if not Path(p).exists()]
     if gone:
-        raise FileNotFoundError(f'{len(gone)} photos named in {Path(cv) / "oof.csv"} are missing, e.g. {gone[0]}: run '
+        raise FileNotFoundError(f'{len(gone)} photos named in {CVDir(cv).oof_file} are missing, e.g. {gone[0]}: run '
                                 'from the folder the CV ran in (its paths may be relative), or restore the data')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     write_csv(people, out / 'suspects.csv', index=False)
@@ -313,9 +310,9 @@ def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adju
              f"photos of the top {min(n, len(w['people']))}: {w['page']} (open it in a browser)"]
     if fixed:
         if data is None:
-            f = Path(cv) / 'config.yaml'
+            f = CVDir(cv).config_file
             if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
-            data = load_config(f).data
+            data = CVDir(cv).config().data
         fixes = write_fixed(data, w['units'], fixed, fix, min_score)
         lines.append(f"corrected copy of {data} in {fixed}/ ({len(fixes)} fixes, listed in "
                      f"{fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {fixed}")
@@ -344,7 +341,7 @@ def _cv(cfg: Config, data, out) -> Path:
     "Run (or finish) the CV of `cfg` on `data` in `out`."
     out = Path(out)
     run_cv(replace(cfg, data=str(data), out=str(out)), read_train(data, progress=False), out,
-           resume=(out / 'config.yaml').exists(), progress=False)
+           resume=CVDir(out).config_file.exists(), progress=False)
     return out
 
 def ranking_variants(oof: pd.DataFrame, noisy: set) -> pd.DataFrame:

@@ -17,8 +17,8 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .progress import progress_bar
 
-from .labels import MASK_TASK, N_CLASSES, Task, attribute_task, scores
-from .layout import check_pseudo, for_task, read_pseudo, task_of, training_labels
+from .labels import MASK_TASK, N_CLASSES, Task, scores
+from .layout import check_pseudo, for_task, read_pseudo, task_for, training_labels
 from .augment import IMAGENET_MEAN, IMAGENET_STD, augment_from_config
 from .loader import SAMPLERS, Loader, pick_device
 from .models import create_model, freeze_backbone, unfreeze
@@ -29,7 +29,7 @@ from .runtime import (ShardedLoader, autocast_dtype, dist_info, model_threads, o
                              rng_state, seed_everything, set_rng_state)
 from .predict import hard_targets, predict
 from .runs import RunLogger, load_best, load_checkpoint, load_last, save_last
-from .files import write_csv
+from .rundir import RunDir
 from .checkpoints import CheckpointSaver, model_state
 
 # %% auto #0
@@ -185,7 +185,7 @@ def load_state(self: Trainer, path) -> Trainer:
 @patch
 def _save(self: Trainer, row: dict, improved: bool, use_ema: bool):
     if self.run_dir is None or self.rank: return
-    write_csv(pd.DataFrame(self.history), self.run_dir / 'metrics.csv', index=False)   # whole or not at all (runs)
+    RunDir(self.run_dir).save_metrics(pd.DataFrame(self.history))   # whole or not at all (rundir)
     ckpt = dict(model=model_state(self.ema.module if use_ema else self.model), cfg=asdict(self.cfg), epoch=row['epoch'],
                 metrics=row, model_name=self.cfg.model, heads=self.cfg.heads)
     self.saver.save(ckpt, improved, raw=model_state(self.model))   # best.pt, top/, epochs/ (checkpoints module)
@@ -205,20 +205,19 @@ def _recorded(cfg: Config, train_df: pd.DataFrame, run_dir) -> Config:
 @restores_rng_state
 def train_run(cfg: Config, train_df: pd.DataFrame, valid_df: pd.DataFrame, run_dir=None, resume: bool = False,
               progress: bool = True, make_cache: bool = True, on_epoch=None,
-              task: Task | None = None) -> dict:   # the classes (default: `task_of(train_df)`, from the reader)
+              task: Task = MASK_TASK) -> dict:   # the classes of the tables' labels (the reader's: see layout)
     """Train on `train_df`, validate on `valid_df` (official labels), write `run_dir` (made if missing); return history,
     best score and validation probabilities. Seeds the global random generators from `cfg.seed` (model init, dropout
     and resuming use them) and gives the caller back its own states when it returns."""
-    train_df, valid_df = for_task(train_df, cfg.task), for_task(valid_df, cfg.task)   # one attribute: its labels
-    task = task or task_of(train_df)
-    if cfg.task != 'all' and task != attribute_task(cfg.task):
-        raise ValueError(f'task {task.name!r} was given, but the config asks for task {cfg.task!r}')
+    train_df, valid_df = for_task(train_df, cfg.task, task), for_task(valid_df, cfg.task, task)   # one attribute
+    have, task = task, task_for(cfg.task, task)                                  # the task the model learns
     for d, what in ((train_df, 'training'), (valid_df, 'validation')):
         if len(d) and int(d['label'].max()) >= task.n_classes:
             raise ValueError(f"{what} labels go up to {int(d['label'].max())}, "
                              f"task {task.name!r} has {task.n_classes} classes")
     if cfg.pseudo:                          # pseudo rows hold the full labels; a one-attribute model takes its own
-        pseudo = for_task(read_pseudo(cfg.pseudo, task.n_classes if cfg.task == 'all' else N_CLASSES), cfg.task)
+        pseudo = for_task(read_pseudo(cfg.pseudo, task.n_classes if cfg.task == 'all' else N_CLASSES), cfg.task,
+                          have if cfg.task == 'all' else MASK_TASK)
     else: pseudo = None
     if pseudo is not None: check_pseudo(pseudo, train_df, valid_df, cfg.pseudo)
     rank, world = dist_info()

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from maskcls.cv import PROB_COLS, read_oof, run_cv
+from maskcls.cv import PROB_COLS, run_cv
+from maskcls.rundir import read_oof
 from maskcls.splits import fold_balance, image_fold, person_folds
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
@@ -45,7 +46,7 @@ def test_parallel_folds_equal_sequential(data):
     torch.set_num_threads(1)                       # the worker processes use one thread each: same arithmetic
     seq = run_cv(cfg_for(d), df, d / 'seq', progress=False)
     par = run_cv(cfg_for(d), df, d / 'par', devices=['cpu', 'cpu'], progress=False)
-    a, b = read_oof(d / 'seq').sort_values('path'), read_oof(d / 'par').sort_values('path')
+    a, b = read_oof(d / 'seq')[0].sort_values('path'), read_oof(d / 'par')[0].sort_values('path')
     # every image exactly once
     assert len(a) == len(df) and a['path'].is_unique and sorted(a['path']) == sorted(df['path'])
     assert (a['path'].to_numpy() == b['path'].to_numpy()).all()
@@ -70,7 +71,7 @@ def test_interrupted_cv_resumes_to_the_same_result(data, monkeypatch):
     res = run_cv(cfg_for(d), df, d / 'broken', resume=True, progress=False)
     assert (d / 'broken' / 'fold0' / 'best.pt').stat().st_mtime == t0                    # the finished fold was skipped
     assert pd.read_csv(d / 'broken' / 'fold1' / 'metrics.csv')['epoch'].tolist() == [1, 2]
-    a, b = read_oof(d / 'full').sort_values('path'), read_oof(d / 'broken').sort_values('path')
+    a, b = read_oof(d / 'full')[0].sort_values('path'), read_oof(d / 'broken')[0].sort_values('path')
     np.testing.assert_allclose(a[PROB_COLS].to_numpy(), b[PROB_COLS].to_numpy(), atol=1e-5)
     assert res['f1'] == pytest.approx(full['f1'])
 

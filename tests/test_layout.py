@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls.layout import (LayoutError, check_image, fix_known_errors, read_eval, read_image_folder, read_train,
-                            write_tiny_train)
+from maskcls.labels import MASK_TASK
+from maskcls.layout import (LayoutError, check_image, fix_known_errors, for_task, read_data, read_eval, read_image_folder,
+                            read_train, write_tiny_train)
 
 
 @pytest.fixture
@@ -232,3 +233,14 @@ def test_image_folder(tmp_path):
     (tmp_path / 'empty').mkdir()
     with pytest.raises(LayoutError, match='holds no images'): read_image_folder(tmp_path)
     with pytest.raises(FileNotFoundError): read_image_folder(tmp_path / 'nope')
+
+
+def test_image_folder_table_needs_its_own_task(tmp_path):
+    "An ImageFolder table taken for the competition's 18 classes (a task forgotten in a script) is refused, not trained."
+    for c in ('cat', 'dog'):
+        (tmp_path / c).mkdir()
+        for i in range(2): Image.new('RGB', (8, 8)).save(tmp_path / c / f'{i}.png')
+    df, task = read_data(tmp_path)
+    assert task.classes == ('cat', 'dog') and for_task(df, 'all', task) is df
+    with pytest.raises(ValueError, match="classes .cat, dog.... are not those of task 'mask'.*read_data returns it"):
+        for_task(df, 'all', MASK_TASK)

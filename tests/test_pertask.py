@@ -7,7 +7,7 @@ import pytest
 
 from maskcls.labels import attribute_task, prob_cols
 from maskcls.layout import read_train
-from maskcls.runs import save_task
+from maskcls.rundir import CVDir
 from maskcls.submission import read_predictions, read_submission, write_predictions
 from conftest import link_synth12, run
 
@@ -89,7 +89,7 @@ def test_compose_bad_files_name_the_file(files, which, msg):
 def test_compose_cv_folder_in_the_wrong_place(tmp_path):
     for name in ('mask', 'gender', 'age'):       # CV folders as run_cv leaves them: task.json and oof.csv
         (tmp_path / f'cv_{name}').mkdir()
-        save_task(attribute_task(name), tmp_path / f'cv_{name}')
+        CVDir(tmp_path / f'cv_{name}').save_task(attribute_task(name))
     r = run('ensemble', '--compose', *(tmp_path / f'cv_{n}' for n in ('age', 'gender', 'mask')), '--out',
             tmp_path / 'o.csv', cwd=tmp_path, ok=False)
     assert r.returncode == 2 and "holds a run of task 'age only', but a mask model goes in this place" in r.stderr

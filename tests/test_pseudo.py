@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from maskcls.cli import main
-from maskcls.cv import read_oof, run_cv
+from maskcls.rundir import read_oof
+from maskcls.cv import run_cv
 from maskcls.splits import split_for
 from maskcls.layout import read_train
 from maskcls.files import new_run_dir
@@ -98,7 +99,7 @@ def test_cv_folds_unchanged_and_pseudo_never_validated(work):
     for k in (0, 1):
         pa, pb = (pd.read_csv(d / n / f'fold{k}' / 'valid_preds.csv')['path'] for n in ('cv_plain', 'cv_pseudo'))
         assert pa.tolist() == pb.tolist() and not ps & set(pb)
-    assert sorted(read_oof(d / 'cv_pseudo')['path']) == sorted(df['path'])
+    assert sorted(read_oof(d / 'cv_pseudo')[0]['path']) == sorted(df['path'])
 
 
 def test_bad_pseudo_input(work, capsys, tmp_path):
@@ -170,6 +171,6 @@ def test_ensemble_stack_bad_oof(members, capsys, tmp_path):
     nop = tmp_path / 'noperson.csv'
     pd.read_csv(d / 'm1' / 'oof.csv').drop(columns='person').to_csv(nop, index=False)
     assert main(base + ['--oof', str(d / 'm0' / 'oof.csv'), str(nop)]) == 2
-    assert "missing columns ['person']" in capsys.readouterr().err
+    assert "lacks column(s) ['person']" in capsys.readouterr().err
     assert main(base + ['--oof', str(d / 'm0' / 'oof.csv'), str(d / 'm1' / 'oof.csv'), '--weights', '1,2']) == 2
     assert 'give no weights' in capsys.readouterr().err
