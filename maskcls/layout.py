@@ -334,7 +334,7 @@ def training_labels(df: pd.DataFrame, old_age: int = OLD_AGE,
     return y if i is None else decode(y)[i]
 
 # %% ../nbs/01_layout.ipynb #43f831e5
-def read_pseudo(path, n_classes: int = N_CLASSES) -> pd.DataFrame:
+def read_pseudo(path, n_classes: int = N_CLASSES) -> pd.DataFrame:   # 18 (the competition) unless given: the task's count
     "The pseudo-label table at `path` (`path,label[,person]`), checked; returns `path` (absolute), `label`, `person`."
     path = Path(path)
     if not path.is_file():

@@ -138,7 +138,7 @@ def scalar_tag(k: str) -> str:
     if k.startswith('ema_'): return 'valid/ema_' + k[4:]
     return 'train/' + {'train_loss': 'loss'}.get(k, k)              # loss, lr, seconds, ...
 
-def plot_confusion_small(cm: np.ndarray, title: str = '', task: Task = MASK_TASK):
+def plot_confusion_small(cm: np.ndarray, title: str = '', task: Task = MASK_TASK):   # the competition's unless given
     """A confusion matrix that reads at TensorBoard's card width (about 370 pixels): class numbers on the axes, the
     first attribute's values (the mask states) as blocks, counts in the cells, colour normalised by row."""
     n = len(cm)

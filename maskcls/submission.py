@@ -89,7 +89,7 @@ def check_probs(probs, source: str = 'probabilities', ids=None, tol: float = 1e-
                          f'first {who}: {np.round(p[i], 4).tolist()}')
     return p
 
-def write_predictions(path, ids, probs, n_classes: int = N_CLASSES) -> Path:
+def write_predictions(path, ids, probs, n_classes: int = N_CLASSES) -> Path:   # 18 unless given: the task's count
     "Write `ImageID,p0..p17` (`p0..p{n_classes-1}`) for images `ids` with `(N, n_classes)` probabilities `probs`."
     ids = np.asarray(ids, dtype=str)
     p = check_probs(probs, str(path), ids, n_classes=n_classes)
@@ -145,7 +145,7 @@ def predictions_to_submission(pred_path, info, out_path) -> pd.DataFrame:
 def check_answers(ans: pd.Series,            # answers as read (any dtype), indexed by row label (file line or ImageID)
                   ids,                        # the ImageID of each row
                   source: str,                # the file or name to put in the message
-                  n_classes: int = N_CLASSES,
+                  n_classes: int = N_CLASSES,   # 18 (the competition) unless given: the task's count
                   lines: bool = True,         # the index holds file line numbers
                  ) -> np.ndarray:
     "Answers as int64 class numbers 0..n_classes-1, or an error naming the first bad row, its value and why."
@@ -185,12 +185,12 @@ def _n_prob_cols(path) -> int:
     cols = pd.read_csv(path, nrows=0).columns.tolist()
     return len(cols) - 1 if len(cols) > 1 and cols[:1] == [ID] and cols[1:] == prob_cols(len(cols) - 1) else 0
 
-def _read_member(path, info, n_classes: int = N_CLASSES):
+def _read_member(path, info, n_classes: int = N_CLASSES):   # 18 (the competition) unless given: the task's count
     "('probs', DataFrame) for a prediction file, ('labels', Series) for a submission."
     if _n_prob_cols(path): return 'probs', read_predictions(path, expected=info, n_classes=n_classes)
     return 'labels', read_submission(path, info)
 
-def read_oof_probs(path, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_oof_probs(path, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:   # 18 unless given
     "Paths, labels and (N, n_classes) probabilities of an OOF file (`oof.csv` of a CV folder), sorted by path."
     df = _read_oof(path, n_classes)
     return df['path'].to_numpy(), df['label'].to_numpy(int), df[prob_cols(n_classes)].to_numpy(float)
@@ -200,7 +200,7 @@ def _read_oof(path, n_classes: int, need=()) -> pd.DataFrame:
     df, _ = read_oof(path, Task.from_classes(range(n_classes)), need)
     return df.sort_values('path', ignore_index=True)
 
-def read_oof_members(files, n_classes: int = N_CLASSES, need=()) -> tuple[pd.DataFrame, np.ndarray]:
+def read_oof_members(files, n_classes: int = N_CLASSES, need=()) -> tuple[pd.DataFrame, np.ndarray]:   # 18 unless given
     """The members' OOF files, checked to cover the same images with the same labels: the first file's table (sorted
     by path) and the probabilities `(n_members, N, n_classes)`."""
     tabs = [_read_oof(f, n_classes, need) for f in files]

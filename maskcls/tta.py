@@ -139,7 +139,8 @@ def tta_predict(model: nn.Module, dl,              # a model, and a loader yield
     return TTAResult(merge_probs(vp, merge), vp, y, tuple(v.name for v in vs))
 
 # %% ../nbs/15_tta.ipynb #502c6309
-def tta_scores(res: TTAResult, merges=MERGES, task: Task = MASK_TASK) -> pd.DataFrame:
+def tta_scores(res: TTAResult, merges=MERGES,
+               task: Task = MASK_TASK) -> pd.DataFrame:   # the competition's unless given: the run's task
     "Macro F1, accuracy and per-attribute (or per-class) F1 of each view alone and of each merge of all views."
     y = hard_targets(res.y).numpy()
     rows = {f'view {n}': scores(y, p.numpy(), task) for n, p in zip(res.names, res.view_probs)}
