@@ -52,7 +52,7 @@ def cmd_cv(a):
     print(cv_job(_config(a, **({} if 'out' in vars(a) else {'out': 'runs/cv'})), _devices(a), a.resume))
 
 def cmd_predict(a):
-    from maskcls.inference import predict_files
+    from maskcls.jobs import predict_files
     print(predict_files(a.run, a.data, a.out, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
 def cmd_average(a):

@@ -11,18 +11,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .labels import ATTRIBUTES, MASK_TASK, Task, attribute_index, format_class_scores, format_scores, scores
-from .layout import for_task, read_predict_data
+from .labels import MASK_TASK, Task
+from .layout import for_task
 from .loader import Loader, pick_device
 from .runtime import model_threads, open_cache
 from .runs import load_run
 from .rundir import CVDir, RunDir, run_dirs
 from .splits import image_fold
 from .tta import MERGES, TTAResult, merge_probs, tta_predict, tta_scores
-from .submission import write_predictions, write_submission
 
 # %% auto #0
-__all__ = ['Prediction', 'predict_dir', 'tta_oof', 'predict_files']
+__all__ = ['Prediction', 'predict_dir', 'tta_oof']
 
 # %% ../nbs/15a_inference.ipynb #b9bfb380
 @dataclass
@@ -89,45 +88,3 @@ def tta_oof(cv_dir, df: pd.DataFrame, views='face', merges=MERGES, device=None, 
     y = for_task(df, task, have)['label'].to_numpy()           # a run of one attribute is scored on its codes
     res = TTAResult(merge_probs(vp, 'mean'), vp, torch.tensor(y), names)
     return tta_scores(res, merges, task)
-
-# %% ../nbs/15a_inference.ipynb #92725231
-def predict_files(run,                  # a run folder, or a CV folder (its folds vote)
-                  data,                 # an eval folder (info.csv + images/), any folder of images, an ImageFolder tree
-                  out,                  # the prediction file to write (a submission beside it with info.csv)
-                  views='face', merge: str = 'mean', device=None, batch_size: int | None = None) -> str:
-    "Predict the images of `data` with `run` and write `out`; the lines `maskcls predict` prints."
-    task = RunDir(run_dirs(run)[0]).task()
-    ev, info = read_predict_data(data, task)
-    r = predict_dir(run, ev, views, merge, device=device, batch_size=batch_size)
-    out, probs = Path(out), r['probs'].numpy()
-    write_predictions(out, ev['ImageID'], probs, task.n_classes)
-    what = f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])})"
-    one = attribute_index(task)
-    if one is not None:                         # a model of one attribute: no submission of its own
-        ev = for_task(ev, task, MASK_TASK) if 'label' in ev and info is not None else ev   # the eval answers: 18
-        lines = [f"{what} -> {out} ({len(ev)} images, {task.name}: {', '.join(task.classes)}); no submission: compose "
-                 "it with the other attributes' files: maskcls ensemble --compose "
-                 + ' '.join(str(out) if x == ATTRIBUTES[one] else x.upper() + '.csv' for x in ATTRIBUTES)
-                 + (f" --info {info} --out OUT.csv" if info is not None else ' --out OUT.csv')]
-        if 'label' in ev and info is not None:
-            lines.append(f"against {info.parent}/gt.csv (synthetic data only), {task.name}: "
-                         + format_scores(scores(ev['label'].to_numpy(), probs, task)))
-        return '\n'.join(lines)
-    if info is not None:
-        sub = out.with_name(out.stem + '_submission.csv')
-        write_submission(sub, info, ev['ImageID'], probs.argmax(1))
-        lines = [f"{what} -> {out} and {sub}"]
-    else: lines = [f"{what} -> {out} ({len(ev)} images, {task.n_classes} classes); no info.csv in {data}, so no "
-                   "submission file"]
-    rep = ev.attrs.get('report', {})
-    if 'label' in ev and info is not None:
-        s = scores(ev['label'].to_numpy(), probs)
-        lines.append(f"against {info.parent}/gt.csv (synthetic data only): {format_scores(s)}")
-    elif 'label' in ev:
-        s = scores(ev['label'].to_numpy(), probs, task)
-        lines.append(f"against the folder names (ImageFolder tree): {format_scores(s)}"
-                     + ('' if task.attributes else f"; F1 per class: {format_class_scores(s, task)}"))
-    elif rep.get('folders'):
-        lines.append(f"not scored: folders {rep['folders'][:5]} are not all classes of the run "
-                     f"({', '.join(task.classes[:5])}...)")
-    return '\n'.join(lines)

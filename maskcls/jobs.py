@@ -8,7 +8,7 @@ from pathlib import Path
 from .config import Config
 
 # %% auto #0
-__all__ = ['read_table', 'resume_config', 'train_job', 'cv_job', 'hpo_job', 'command_fault']
+__all__ = ['read_table', 'resume_config', 'train_job', 'cv_job', 'hpo_job', 'command_fault', 'predict_files']
 
 # %% ../nbs/88_jobs.ipynb #f712d747
 def read_table(cfg: Config):
@@ -112,3 +112,50 @@ def command_fault(command: str, e: BaseException, out=None, resume=None, run=Non
     if run is not None and command == 'train': line += f'; then continue with: maskcls train --resume {run}'
     if run is not None and command == 'cv': line += f'; then rerun it with --resume --out {run.parent}'
     return line
+
+# %% ../nbs/88_jobs.ipynb #92725231
+def predict_files(run,                  # a run folder, or a CV folder (its folds vote)
+                  data,                 # an eval folder (info.csv + images/), any folder of images, an ImageFolder tree
+                  out,                  # the prediction file to write (a submission beside it with info.csv)
+                  views='face', merge: str = 'mean', device=None, batch_size: int | None = None) -> str:
+    "Predict the images of `data` with `run` and write `out`; the lines `maskcls predict` prints."
+    from maskcls.labels import ATTRIBUTES, MASK_TASK, attribute_index, format_class_scores, format_scores, scores
+    from maskcls.layout import for_task, read_predict_data
+    from maskcls.rundir import RunDir, run_dirs
+    from maskcls.inference import predict_dir
+    from maskcls.submission import write_predictions, write_submission
+    task = RunDir(run_dirs(run)[0]).task()
+    ev, info = read_predict_data(data, task)
+    r = predict_dir(run, ev, views, merge, device=device, batch_size=batch_size)
+    out, probs = Path(out), r['probs'].numpy()
+    write_predictions(out, ev['ImageID'], probs, task.n_classes)
+    what = f"{len(r['dirs'])} model(s) x {len(r['names'])} view(s) ({', '.join(r['names'])})"
+    one = attribute_index(task)
+    if one is not None:                         # a model of one attribute: no submission of its own
+        ev = for_task(ev, task, MASK_TASK) if 'label' in ev and info is not None else ev   # the eval answers: 18
+        lines = [f"{what} -> {out} ({len(ev)} images, {task.name}: {', '.join(task.classes)}); no submission: compose "
+                 "it with the other attributes' files: maskcls ensemble --compose "
+                 + ' '.join(str(out) if x == ATTRIBUTES[one] else x.upper() + '.csv' for x in ATTRIBUTES)
+                 + (f" --info {info} --out OUT.csv" if info is not None else ' --out OUT.csv')]
+        if 'label' in ev and info is not None:
+            lines.append(f"against {info.parent}/gt.csv (synthetic data only), {task.name}: "
+                         + format_scores(scores(ev['label'].to_numpy(), probs, task)))
+        return '\n'.join(lines)
+    if info is not None:
+        sub = out.with_name(out.stem + '_submission.csv')
+        write_submission(sub, info, ev['ImageID'], probs.argmax(1))
+        lines = [f"{what} -> {out} and {sub}"]
+    else: lines = [f"{what} -> {out} ({len(ev)} images, {task.n_classes} classes); no info.csv in {data}, so no "
+                   "submission file"]
+    rep = ev.attrs.get('report', {})
+    if 'label' in ev and info is not None:
+        s = scores(ev['label'].to_numpy(), probs)
+        lines.append(f"against {info.parent}/gt.csv (synthetic data only): {format_scores(s)}")
+    elif 'label' in ev:
+        s = scores(ev['label'].to_numpy(), probs, task)
+        lines.append(f"against the folder names (ImageFolder tree): {format_scores(s)}"
+                     + ('' if task.attributes else f"; F1 per class: {format_class_scores(s, task)}"))
+    elif rep.get('folders'):
+        lines.append(f"not scored: folders {rep['folders'][:5]} are not all classes of the run "
+                     f"({', '.join(task.classes[:5])}...)")
+    return '\n'.join(lines)
