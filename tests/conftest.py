@@ -41,6 +41,14 @@ def tiny_config(d: Path, **kw):
     return Config(**{**base, **kw})
 
 
+def python(code: str, *args, cwd=None, env=None, timeout=600, **kw) -> subprocess.CompletedProcess:
+    """`python -c code ARGS...` in a fresh interpreter, with the tests' environment plus `env`; its output captured as
+    text unless `stdout`/`stderr` are given (a log file, say). The exit code is the caller's to check."""
+    if 'stdout' not in kw and 'stderr' not in kw: kw['capture_output'] = True
+    return subprocess.run([sys.executable, '-c', code, *map(str, args)], cwd=cwd, env={**ENV, **(env or {})}, text=True,
+                          timeout=timeout, **kw)
+
+
 def file_digest(path) -> str:
     "sha256 of a file's bytes."
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,7 +1,6 @@
 """The front door: `import maskcls` is quick, the README's Python runs, and a script trains, predicts and ensembles
 through the public names alone."""
-import os, pydoc, re, subprocess, sys, textwrap
-from pathlib import Path
+import pydoc, re, textwrap
 
 import numpy as np
 import pytest
@@ -9,19 +8,14 @@ import torch
 from PIL import Image
 
 import maskcls
+from conftest import ROOT, python
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _python(code: str, cwd, **env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-c', code], cwd=cwd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, 'PYTHONPATH': str(ROOT), **env})
 
 
 def _loaded(code: str, tmp_path) -> set:
     "The heavy libraries in sys.modules after running `code` in a fresh interpreter."
-    r = _python(code + '\nimport sys; print(" ".join(m for m in ("torch", "torchvision", "sklearn", "scipy", '
-                '"pandas", "matplotlib") if m in sys.modules))', tmp_path)
+    r = python(code + '\nimport sys; print(" ".join(m for m in ("torch", "torchvision", "sklearn", "scipy", '
+               '"pandas", "matplotlib") if m in sys.modules))', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     return set(r.stdout.split())
 
@@ -80,7 +74,7 @@ def test_readme_python_examples_run(tmp_path):
         assert pred.probs.shape == (len(valid_df), 18)
         assert (Path(cfg.out) / 'best.pt').exists()
         print('README OK')''')
-    r = _python(code, tmp_path, MASKCLS_CACHE=str(tmp_path / 'cache'), OMP_NUM_THREADS='1')
+    r = python(code, cwd=tmp_path, env=dict(MASKCLS_CACHE=str(tmp_path / 'cache')))
     assert r.returncode == 0 and 'README OK' in r.stdout, r.stderr[-3000:]
     assert [p.name for p in tmp_path.iterdir()] == ['cache']      # the images were cached in $MASKCLS_CACHE only
 
@@ -119,9 +113,7 @@ def test_a_script_trains_predicts_and_ensembles_through_the_public_api(tmp_path)
             a = rng.integers(0, 80, (32, 24, 3), dtype=np.uint8); a[..., channel] += 150
             Image.fromarray(a).save(tmp_path / 'colours' / c / f'{i}.png')
     (tmp_path / 'work').mkdir()
-    r = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path)], cwd=tmp_path / 'work', capture_output=True,
-                       text=True, timeout=600, env={**os.environ, 'PYTHONPATH': str(ROOT), 'OMP_NUM_THREADS': '1',
-                                                    'MASKCLS_CACHE': str(tmp_path / 'cache')})
+    r = python(SCRIPT, tmp_path, cwd=tmp_path / 'work', env={'MASKCLS_CACHE': str(tmp_path / 'cache')})
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'ensemble of 2: macro F1' in r.stdout and '3 classes' in r.stdout
     assert list((tmp_path / 'work').iterdir()) == []              # no cache (or anything) where the script ran

@@ -1,5 +1,5 @@
 """The `maskcls` command end to end, through the installed console script (what a user types)."""
-import re, shutil, subprocess, sys
+import re, shutil
 from pathlib import Path
 
 import pandas as pd
@@ -7,7 +7,7 @@ import pytest
 
 from maskcls.cli import COMMANDS, main
 from maskcls.submission import read_predictions, read_submission
-from conftest import ENV, EXE, link_synth12, run
+from conftest import EXE, link_synth12, python, run
 
 TINY = ['--img-size', '32', '24', '--batch-size', '16', '--no-tensorboard']
 
@@ -153,5 +153,5 @@ def test_help_imports_no_heavy_library():
         if args[0] == 'train': heavy = heavy[:-2]      # the Config's options: no torch (pandas via the data layout)
         code = ('import sys\nfrom maskcls.cli import main\ntry: main(sys.argv[1:])\nexcept SystemExit: pass\n'
                 f'print(sorted(m for m in {heavy!r} if m in sys.modules))')
-        r = subprocess.run([sys.executable, '-c', code, *args], env=ENV, capture_output=True, text=True, timeout=300)
+        r = python(code, *args, timeout=300)
         assert r.stdout.splitlines()[-1] == '[]', f'maskcls {" ".join(args)} imported {r.stdout.splitlines()[-1]}'

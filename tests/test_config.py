@@ -1,10 +1,10 @@
 "Config: every bound and choice lives in its field's metadata and is checked by one loop; the config imports no models."
-import subprocess, sys
 from dataclasses import fields
 
 import pytest
 
 from maskcls.config import Config, ConfigError, config_from_dict
+from conftest import python
 
 BOUNDED = [f for f in fields(Config) if {'min', 'max', 'gt', 'lt'} & set(f.metadata)]
 
@@ -65,8 +65,8 @@ def test_bounds_are_metadata_keys_only():
 def test_config_imports_no_models_and_no_torch():
     code = ('import sys, maskcls.config; '
             'print(sorted(m for m in sys.modules if m in ("torch", "torchvision", "maskcls.models")))')
-    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
-    assert r.stdout.strip() == '[]'
+    r = python(code)
+    assert r.returncode == 0 and r.stdout.strip() == '[]', r.stderr
     # a model name is checked where models are built, and by the CLI
     assert Config(model='resnet19').model == 'resnet19'
     assert config_from_dict(dict(model='resnet18')).model == 'resnet18'

@@ -16,7 +16,7 @@ from maskcls.hpo import make_pruner
 from maskcls.hpo_workers import STUDY_NAME, counted_trials, make_storage, open_study, tune
 from maskcls.layout import read_train
 from maskcls.synth import make_dataset
-from conftest import ENV
+from conftest import ENV, python
 
 pytestmark = pytest.mark.slow    # searches in several processes and a PostgreSQL server
 
@@ -143,7 +143,8 @@ def test_pruning_reads_the_trials_of_other_processes(tmp_path):
             return 0.8
         s.optimize(good, n_trials=3)
         """)
-    subprocess.run([sys.executable, '-c', other], env=ENV, check=True, timeout=120)
+    r = python(other, timeout=120)
+    assert r.returncode == 0, r.stderr
     study = open_study(tmp_path, storage=log, resume=True, pruner=make_pruner(True))
     def bad(t):
         for e in range(1, 4):

@@ -1,10 +1,10 @@
 """Data flows one way: a module imports only modules whose notebooks come before its own (`ls nbs` reads as the
 architecture, README "The course"), also inside functions; inference never loads the training loop."""
-import ast, re, subprocess, sys
+import ast, re
 
 import pytest
 
-from conftest import ENV, ROOT
+from conftest import ROOT, python
 
 PKG = ROOT / 'maskcls'
 LAZY = {'__init__'}     # the public API maps names to every module, imported on first use
@@ -46,6 +46,6 @@ def test_imports_only_earlier_notebooks(module):
 def test_inference_never_loads_training():
     code = ('import sys, maskcls.inference, maskcls.submission, maskcls.tta\n'
             "print(sorted(m for m in ('maskcls.train', 'maskcls.cv', 'maskcls.optim') if m in sys.modules))")
-    r = subprocess.run([sys.executable, '-c', code], env=ENV, capture_output=True, text=True, timeout=300)
+    r = python(code, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[-1] == '[]', f'inference loads the training loop: {r.stdout}'

@@ -1,5 +1,6 @@
 """Progress in a log file: one line per stage or epoch, never a redrawn bar (no carriage returns)."""
-import os, subprocess, sys
+
+from conftest import python
 
 MAIN = 'import sys; from maskcls.cli import main; sys.exit(main())'
 
@@ -7,8 +8,7 @@ MAIN = 'import sys; from maskcls.cli import main; sys.exit(main())'
 def maskcls_to_file(log, *args, cwd):
     "Run `maskcls args` with stdout and stderr going to the file `log`, as `maskcls ... > log 2>&1` does."
     with open(log, 'w') as f:
-        r = subprocess.run([sys.executable, '-c', MAIN, *map(str, args)], cwd=cwd, stdout=f, stderr=f, timeout=600,
-                           env={**os.environ, 'OMP_NUM_THREADS': '1'})
+        r = python(MAIN, *args, cwd=cwd, stdout=f, stderr=f)
     text = log.read_text()
     assert r.returncode == 0, text
     return text
