@@ -136,8 +136,7 @@ class CVDir(Folder):
     def folds(self) -> pd.DataFrame:
         "The `person, fold` table, checked."
         return load_folds(self.folds_file)
-    def save_folds(self, folds: pd.DataFrame) -> Path: return write_csv(folds[['person', 'fold']], self.folds_file,
-                                                                          index=False)
+    def save_folds(self, folds: pd.DataFrame) -> Path: return save_folds(folds, self.folds_file)
     def fold(self, k: int) -> RunDir: return RunDir(self.path / f'fold{k}')
     def fold_dirs(self) -> list[RunDir]:
         "Every `fold<k>` folder, started or finished, in fold order."
