@@ -76,7 +76,7 @@ quick: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow" tests
 
 # the flagged cells: `make slow` on any machine, `make slow FLAGS="slow cuda"` on a GPU box;
-# NB=14_cv runs one notebook. Slow cells check their results against nbs/results/ (see 10_results).
+# NB=07_cv runs one notebook. Slow cells check their results against nbs/results/ (see 10_results).
 FLAGS ?= slow
 NB ?=
 slow: $(STAMP)

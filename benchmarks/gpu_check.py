@@ -339,7 +339,7 @@ def _fold_times(st: Stage, out: Path, start: float):
 # the notebooks' flagged cells, run as `nbdev_test --flags cuda` does (cells flagged with any other of settings.ini's
 # tst_flags are skipped, as are `#| eval: false` cells), in a process whose working folder is the notebook's
 TST_FLAGS = ('notest', 'slow', 'cuda')
-NB_COST = {'05_augment': 40, '06_loader': 45, '15_tta': 60, '13_train': 150, '19_hpo': 400}   # seconds, guesses
+NB_COST = {'07_augment': 40, '08_loader': 45, '08_tta': 60, '06_training': 150, '12_hpo': 400}   # seconds, guesses
 
 
 def directives(src: str) -> dict:
@@ -421,16 +421,22 @@ def _toy_notebook(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(nb))
 
 
+def _notebooks() -> dict:
+    "Every notebook under nbs/ (course lessons, the engine's reference notebooks, solutions) by name."
+    return {p.stem: p for p in sorted((ROOT / 'nbs').rglob('*.ipynb')) if '.ipynb_checkpoints' not in p.parts}
+
+
 def stage_cuda_cells(st: Stage):
-    found = {p.stem: sum(bool(f) for _, _, f in _cells(p, ['cuda'])) for p in sorted((ROOT / 'nbs').glob('*.ipynb'))}
+    paths = _notebooks()
+    found = {k: sum(bool(f) for _, _, f in _cells(p, ['cuda'])) for k, p in paths.items()}
     found = {k: v for k, v in found.items() if v}
     st.results['found'] = found
-    st.put('missing', {k: m for k in found if (m := _needs(_cells(ROOT / 'nbs' / f'{k}.ipynb', ['cuda'])))})
+    st.put('missing', {k: m for k in found if (m := _needs(_cells(paths[k], ['cuda'])))})
     if st.tiny:
         toy = st.work / 'toy_nb' / 'toy.ipynb'; _toy_notebook(toy)
         todo = [toy]
         st.note(f'--tiny: runs a toy notebook instead of the {sum(found.values())} cuda cells (they need a GPU)')
-    else: todo = sorted((ROOT / 'nbs' / f'{k}.ipynb' for k in found), key=lambda p: NB_COST.get(p.stem, 100))
+    else: todo = sorted((paths[k] for k in found), key=lambda p: NB_COST.get(p.stem, 100))
     st.results['notebooks'] = {}
     for nb in todo:
         r = st.results['notebooks'][nb.stem] = {}

@@ -4,7 +4,7 @@
    without an error. JupyterLab serves a temporary copy of nbs/, so the committed notebooks are
    never touched.
 2. The course site: every page loads, every image shows, every internal link resolves, and each
-   page shows as many figures as its notebook made. A small site (00_labels, 03_eda and the
+   page shows as many figures as its notebook made. A small site (01_competition, 02_eda and the
    index) is built for the test; when `make docs` has built `_docs/`, every page there is checked too.
 
 Chromium and chromedriver come from Debian (`make test` installs them as root); without them
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow    # Chromium, JupyterLab, a site build
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, CHROMEDRIVER = Path('/usr/bin/chromium'), Path('/usr/bin/chromedriver')
-LESSON = '00_labels.ipynb'  # a quick lesson: runs in seconds on a CPU
+LESSON = '01_competition.ipynb'  # a quick lesson: runs in seconds on a CPU
 
 
 @pytest.fixture(scope='module')
@@ -168,7 +168,7 @@ def test_lesson_runs_all_in_jupyterlab(browser, lab):
     print(f'JupyterLab Run All of {LESSON}: {len(cells)} code cells, {time.monotonic() - start:.1f} s from opening')
 
 
-SUBSET = ['00_labels', '03_eda', 'index']  # quick lessons; 03_eda draws figures
+SUBSET = ['01_competition', '02_eda', 'index']  # quick lessons; 02_eda draws figures
 
 
 @pytest.fixture(scope='module')
@@ -236,7 +236,7 @@ def test_site_pages(browser, subset_site):
     seen = check_site(browser, subset_site)
     lessons = [s + '.html' for s in SUBSET if s[0].isdigit()]
     assert sorted(seen) == sorted(s + '.html' for s in SUBSET)
-    assert seen['03_eda.html']['figures'] > 0, '03_eda draws figures, but its page records none'
+    assert seen['02_eda.html']['figures'] > 0, '02_eda draws figures, but its page records none'
     index_links = {l.rsplit('/', 1)[-1] for l in seen['index.html']['links']}
     assert set(lessons) <= index_links, f'the index does not link to {sorted(set(lessons) - index_links)}'
     chain = [(seen[p]['prev'], seen[p]['next']) for p in lessons]

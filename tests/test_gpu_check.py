@@ -44,7 +44,7 @@ def test_tiny_check_runs_every_stage(tmp_path):
     assert cv['images'] == 7 * cv['people'] and len(cv['seconds']['folds']) == cv['folds'] == 2
     assert cv['seconds']['synth'] > 0 and cv['seconds']['cache'] > 0 and 0 <= cv['oof_macro_f1'] <= 1
     cells = res['cuda_cells']
-    assert {'05_augment', '06_loader', '13_train', '15_tta'} <= set(cells['found'])
+    assert {'07_augment', '08_loader', '06_training', '08_tta'} <= set(cells['found'])
     toy = cells['notebooks']['toy']                            # its slow, notest and eval: false cells would fail
     assert toy['status'] == 'passed' and [c['cell'] for c in toy['cells']] == [3, 6]
     assert 'the second cuda cell ran' in toy['cells'][1]['output']

@@ -10,8 +10,8 @@ flags and no extra environment, so a page shows what a student sees after Run Al
 build, naming the notebook and the cell; every notebook is still run so all failures are listed.
 
 Each page is one self-contained HTML file (figures are embedded as data URIs) sharing `style.css`.
-The index page comes from nbs/index.ipynb: a lesson named in it as `00_labels` (code font) or
-linked as `00_labels.ipynb` links to that lesson's page. Lessons are chained by previous/next links
+The index page comes from nbs/index.ipynb: a lesson named in it as `01_competition` (code font) or
+linked as `01_competition.ipynb` links to that lesson's page. Lessons are chained by previous/next links
 in numeric order. Progress-bar widgets are left out of the pages: a static page has no kernel to
 draw them. Each page records how many figures it shows (`<meta name="figures">`) for the browser test.
 """
@@ -194,7 +194,7 @@ def build(paths, out, jobs, timeout):
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--only', nargs='+', metavar='NAME',
-                   help='build only these notebooks (name or number prefix, e.g. 00 03_eda index)')
+                   help='build only these notebooks (name or number prefix, e.g. 00 02_eda index)')
     p.add_argument('--out', type=Path, default=ROOT / '_docs', help='site folder (default: _docs/)')
     p.add_argument('--jobs', type=int, default=1, help='notebooks executed at once (default: 1)')
     p.add_argument('--timeout', type=int, default=600, help='seconds one cell may run (default: 600)')
