@@ -70,7 +70,7 @@ def cmd_ensemble(a):
     print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info))
 
 def cmd_pseudo(a):
-    from maskcls.pseudo import pseudo_files
+    from maskcls.jobs import pseudo_files
     th = dict(mask=a.mask, gender=a.gender, age=a.age)
     print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
 
@@ -82,7 +82,7 @@ def cmd_hpo(a):
                   retries=a.retries))
 
 def cmd_compare(a):
-    from maskcls.compare import write_compare_report
+    from maskcls.reports import write_compare_report
     from maskcls.files import new_run_dir
     w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
     print(f"report: {w['index']} (open it in a browser)")
@@ -94,7 +94,7 @@ def cmd_runs(a):
 def _names(s: str) -> tuple: return tuple(x.strip().replace('-', '_') for x in s.split(',') if x.strip())
 
 def cmd_suspects(a):
-    from maskcls.suspects import suspects_files
+    from maskcls.jobs import suspects_files
     print(suspects_files(a.cv, a.out, n=a.top, method=a.method, adjust=not a.no_thresholds,
                          attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline,
                          write_fixed_to=a.write_fixed, fix=_names(a.fix), min_score=a.min_score, data=a.data))

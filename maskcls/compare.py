@@ -4,46 +4,18 @@
 
 # %% ../nbs/17_compare.ipynb #06c1e97c
 from __future__ import annotations
-import json, os
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .labels import N_CLASSES, class_name, decode, few, scores
-from .layout import eval_root, is_junk
-from .files import atomic_write
-from .pages import figure, link, para, section, table, write_page
+from .labels import class_name, decode, scores
 from .eda import image_grid
-from .submission import ID, _info_ids, check_answers, check_ids, read_submission
+from .submission import _info_ids, check_same_images, find_images, load_answers, source_name
 
 # %% auto #0
-__all__ = ['ATTRIBUTES', 'SUMMARY_LABELS', 'pair_table', 'compare_submissions', 'compare_summary', 'class_crosstab',
-           'find_images', 'plot_disagreements', 'summary_table', 'write_compare_report']
+__all__ = ['pair_table', 'compare_submissions', 'compare_summary', 'class_crosstab', 'plot_disagreements']
 
 # %% ../nbs/17_compare.ipynb #fec4560b
-ATTRIBUTES = ('mask', 'gender', 'age')
-def _name(x, default: str) -> str:
-    if isinstance(x, (str, os.PathLike)): return str(x)
-    return x.name if isinstance(x, pd.Series) and x.name not in (None, 'ans') else default
-
-def _load(x, info, what: str) -> pd.Series:
-    "A submission path or Series as an int Series indexed by ImageID, in `info` order when given."
-    if not isinstance(x, pd.Series): return read_submission(x, info)
-    v = check_answers(x, x.index, what, lines=False)
-    s = pd.Series(v, index=pd.Index(x.index.astype(str), name=ID), name='ans')
-    check_ids(s.index, info, what)
-    return s.loc[info] if info is not None else s
-
-def _same_images(ref: pd.Series, s: pd.Series, ref_name: str, name: str):
-    "Fail naming the images that only one of two files holds."
-    only_ref, only_s = ref.index.difference(s.index, sort=False), s.index.difference(ref.index, sort=False)
-    if len(only_ref) or len(only_s):
-        raise ValueError(f'{ref_name} and {name} do not hold the same images: {len(only_ref)} only in {ref_name} '
-                         f'({few(only_ref)}), '
-                         f'{len(only_s)} only in {name} ({few(only_s)}). Compare files for the same eval set, '
-                         f'or pass info= (the eval info.csv) to check each file against it')
+from .labels import ATTRIBUTES   # mask, gender, age: the order of `decode`
 
 def pair_table(a, b,          # two submissions: paths or Series from `read_submission`
                # info.csv path or DataFrame, or ids: both files are checked against it and put in its order
@@ -52,9 +24,9 @@ def pair_table(a, b,          # two submissions: paths or Series from `read_subm
               ) -> pd.DataFrame:
     "One row per image: both answers (`a`, `b`), whether they agree, which attributes differ, and the truth when given."
     ids = _info_ids(info)
-    sa, sb = _load(a, ids, _name(a, 'A')), _load(b, ids, _name(b, 'B'))
+    sa, sb = load_answers(a, ids, source_name(a, 'A')), load_answers(b, ids, source_name(b, 'B'))
     if ids is None:
-        _same_images(sa, sb, _name(a, 'A'), _name(b, 'B')); sb = sb.loc[sa.index]
+        check_same_images(sa, sb, source_name(a, 'A'), source_name(b, 'B')); sb = sb.loc[sa.index]
     t = pd.DataFrame({'a': sa.to_numpy(), 'b': sb.to_numpy()}, index=sa.index)
     da, db = decode(t['a'].to_numpy()), decode(t['b'].to_numpy())
     t['same'] = t['a'] == t['b']
@@ -62,12 +34,12 @@ def pair_table(a, b,          # two submissions: paths or Series from `read_subm
     t['differs'] = ['+'.join(k for k, d in zip(ATTRIBUTES, row) if d) for row in t[list(ATTRIBUTES)].to_numpy()]
     t['a_class'], t['b_class'] = t['a'].map(class_name), t['b'].map(class_name)
     if gt is not None:
-        sg = _load(gt, ids, _name(gt, 'gt'))
-        if ids is None: _same_images(sa, sg, _name(a, 'A'), _name(gt, 'gt')); sg = sg.loc[sa.index]
+        sg = load_answers(gt, ids, source_name(gt, 'gt'))
+        if ids is None: check_same_images(sa, sg, source_name(a, 'A'), source_name(gt, 'gt')); sg = sg.loc[sa.index]
         t['gt'] = sg.to_numpy(); t['gt_class'] = t['gt'].map(class_name)
         ra, rb = t['a'] == t['gt'], t['b'] == t['gt']
         t['right'] = np.select([ra & rb, ra, rb], ['both', 'a', 'b'], 'neither')
-    t.attrs['names'] = (_name(a, 'A'), _name(b, 'B'))
+    t.attrs['names'] = (source_name(a, 'A'), source_name(b, 'B'))
     return t
 
 def compare_submissions(a, b, info=None, gt=None) -> pd.DataFrame:
@@ -99,24 +71,6 @@ def class_crosstab(t: pd.DataFrame, disagreements_only: bool = True) -> pd.DataF
     return ct.set_axis(pd.Index(names, name='A \\ B'), axis=0).set_axis(pd.Index(names, name=None), axis=1)
 
 # %% ../nbs/17_compare.ipynb #f7529a7d
-def find_images(images, ids) -> list[Path]:
-    "The image file of each id in `ids`, in folder `images` (an eval folder or its `images/`), by name or stem."
-    images = Path(images)
-    if (images / 'images').is_dir(): images = images / 'images'
-    if not images.is_dir():
-        raise FileNotFoundError(f'{images} is not a folder: pass the eval folder or its images/ folder')
-    by_name, by_stem = {}, {}
-    for f in images.iterdir():
-        if is_junk(f.name): continue
-        by_name[f.name] = f; by_stem.setdefault(f.stem, []).append(f)
-    out, missing = [], []
-    for i in map(str, ids):
-        f = by_name.get(i) or (by_stem[i][0] if len(by_stem.get(i, ())) == 1 else None)
-        if f is None: missing.append(i)
-        out.append(f)
-    if missing: raise FileNotFoundError(f'{len(missing)} images not found in {images}: {few(missing)}')
-    return out
-
 def plot_disagreements(diff: pd.DataFrame,      # rows of `compare_submissions` (or any rows of a `pair_table`)
                        images,                  # the eval folder or its images/ folder
                        n: int = 24,             # show the first n rows
@@ -133,80 +87,3 @@ def plot_disagreements(diff: pd.DataFrame,      # rows of `compare_submissions` 
         for ax, r in zip(fig.axes, d.itertuples()):
             ax.title.set_color({'a': 'tab:blue', 'b': 'tab:orange', 'neither': 'tab:red', 'both': 'black'}[r.right])
     return fig
-
-# %% ../nbs/17_compare.ipynb #3436b029
-def _save(fig, path: Path) -> Path:
-    "A grid as PNG at 100 dpi: its 10-point titles read at 14 pixels in the page."
-    with atomic_write(path) as tmp: fig.savefig(tmp, dpi=100, bbox_inches='tight')
-    plt.close(fig)
-    return path
-
-SUMMARY_LABELS = {   # compare_summary key -> what a person reads on the page
-    'images': 'images compared', 'agree': 'images where A and B agree', 'disagree': 'images where they disagree',
-    'agreement': 'agreement (share of images)', 'mask_differs': 'disagreements in mask',
-    'gender_differs': 'disagreements in gender', 'age_differs': 'disagreements in age group',
-    'classes_a': 'classes A answers', 'classes_b': 'classes B answers',
-    'f1_a': f'A: macro F1 (mean of the {N_CLASSES} per-class F1s)', 'acc_a': 'A: accuracy',
-    'f1_b': f'B: macro F1 (mean of the {N_CLASSES} per-class F1s)', 'acc_b': 'B: accuracy',
-    'a_right': 'disagreements A got right', 'b_right': 'disagreements B got right',
-    'neither_right': 'disagreements neither got right',
-}
-
-def summary_table(s: dict) -> pd.DataFrame:
-    "The summary of `compare_summary` with the labels people read (`SUMMARY_LABELS`), in its order."
-    return pd.DataFrame(dict(what=[SUMMARY_LABELS.get(k, k) for k in s], value=pd.Series(list(s.values()), dtype=object)))
-
-def write_compare_report(a, b,                 # the two submission files
-                         eval_dir,             # the eval folder: info.csv, images/ and, if synthetic, gt.csv
-                         out,                  # folder to write the report into
-                         n: int = 24,          # images per grid
-                         max_rows: int = 500,  # disagreements listed in the HTML table (all are in the CSV)
-                        ) -> dict:
-    "Write `index.html`, image grids (PNG), `disagreements.csv` and `summary.json` comparing `a` and `b` under `out`."
-    eval_dir, out = eval_root(eval_dir), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    gt = eval_dir / 'gt.csv'
-    t = pair_table(a, b, eval_dir / 'info.csv', gt if gt.exists() else None)
-    d, s = t[~t['same']], compare_summary(t)
-    na, nb = Path(_name(a, 'A')).name, Path(_name(b, 'B')).name
-    written = {'index': out / 'index.html'}
-    grids = [('disagreements', d)] + [(k, d[d[k]]) for k in ATTRIBUTES if d[k].any()]
-    for name, rows in grids:
-        fig = plot_disagreements(rows, eval_dir, n, names=('A', 'B'))
-        if fig is not None: written[name] = _save(fig, out / f'{name}.png')
-    written['disagreements_csv'] = out / 'disagreements.csv'
-    with atomic_write(written['disagreements_csv']) as tmp: d.to_csv(tmp)
-    written['summary'] = out / 'summary.json'
-    with atomic_write(written['summary']) as tmp:
-        tmp.write_text(json.dumps(dict(a=str(a), b=str(b), eval=str(eval_dir), **s), indent=1))
-    # the page
-    paths = find_images(eval_dir, d.index[:max_rows])
-    links = [link(os.path.relpath(p, out), i) for i, p in zip(d.index, paths)]
-    listing = d.iloc[:max_rows].assign(image=pd.Series(links, index=d.index[:max_rows], dtype=object))
-    cols = ['image', 'a_class', 'b_class', 'differs'] + (['gt_class', 'right'] if 'gt' in d else [])
-    listing = listing[cols].rename(columns=dict(a_class='A says', b_class='B says', gt_class='truth',
-                                                right='who is right'))
-    per_attr = pd.DataFrame({'attribute': list(ATTRIBUTES),
-                             'images where it differs': [s[f'{k}_differs'] for k in ATTRIBUTES]})
-    body = [section('Summary', para(f'A = {a}; B = {b}; eval set = {eval_dir}. Macro F1 is the competition\'s '
-                                    f'score: the F1 of each of the {N_CLASSES} classes, averaged.'),
-                    table(summary_table({**s, 'agreement': f"{s['agreement']:.1%}"}))),
-            section('Disagreements per attribute', table(per_attr))]
-    if len(d):
-        body.append(section('Classes where they disagree',
-                            para('Rows: the class A answers; columns: the class B answers; darker cells hold more '
-                                 'images. Click a header to sort by it.'),
-                            table(class_crosstab(t), heat=True)))
-    for name, rows in grids:
-        if name in written:
-            what = 'All disagreements' if name == 'disagreements' else f'{name.capitalize()} differs'
-            body.append(section(f'{what}: first {min(n, len(rows))} of {len(rows)} photos',
-                                figure(f'{name}.png', 'Titles: what A and B say' + (
-                                    ', and the truth; blue = A right, orange = B right, red = neither'
-                                    if 'gt' in d else ''))))
-    body.append(section(f'Disagreements: {min(max_rows, len(d))} of {len(d)} (all in disagreements.csv)',
-                        table(listing) if len(d) else para('None: the two files agree on every image.')))
-    write_page(written['index'], f'{na} vs {nb}: {s["disagree"]} of {s["images"]} images differ '
-               f'(agreement {s["agreement"]:.1%})', ''.join(body), files=['disagreements.csv', 'summary.json'],
-               subtitle=f'Two submissions compared on the eval set in {eval_dir}')
-    return written

@@ -4,23 +4,14 @@
 
 # %% ../nbs/15_pseudo.ipynb #3c112e25
 from __future__ import annotations
-import json, os, time
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import __version__
-from .labels import N_CLASSES, decode, encode, marginals
-from .rundir import RunDir, run_dirs
-from .files import new_run_dir, save_figure, write_csv, write_text
-from .inference import predict_dir
-from .layout import read_predict_data
+from .labels import encode, marginals
 
 # %% auto #0
-__all__ = ['ATTRIBUTES', 'DEFAULT_THRESHOLDS', 'check_thresholds', 'attribute_confidence', 'select_pseudo', 'pseudo_table',
-           'pseudo_summary', 'plot_confidence', 'make_pseudo', 'pseudo_files']
+__all__ = ['ATTRIBUTES', 'DEFAULT_THRESHOLDS', 'check_thresholds', 'attribute_confidence', 'select_pseudo', 'select_pseudo_from',
+           'halves']
 
 # %% ../nbs/15_pseudo.ipynb #2c192d96
 ATTRIBUTES = ('mask', 'gender', 'age')                       # the thresholds' keys
@@ -53,97 +44,15 @@ def select_pseudo(probs, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
     t['keep'] = np.logical_and.reduce([t[f'p_{a}'].to_numpy() >= th[a] for a in ATTRIBUTES])
     return t
 
-# %% ../nbs/15_pseudo.ipynb #75f1b60a
-def pseudo_table(df: pd.DataFrame, probs, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
-    """Every image of `df` (`ImageID`, absolute `path`, `person`) with `select_pseudo`'s answer and `keep`; the true
-    `answer` too when `df` has labels (synthetic data)."""
-    ids = (df['ImageID'] if 'ImageID' in df.columns else df['path']).astype(str).to_numpy()
-    if len(ids) != len(probs): raise ValueError(f'{len(ids)} images but {len(probs)} rows of probabilities')
-    person = df['person'].astype(str).to_numpy() if 'person' in df.columns else np.char.add('pseudo:', ids)
-    base = pd.DataFrame(dict(path=[os.path.abspath(p) for p in df['path']], person=person, ImageID=ids))
-    t = select_pseudo(probs, thresholds)
-    out = pd.concat([base[['path']], t[['label']], base[['person', 'ImageID']], t.drop(columns='label')], axis=1)
-    if 'label' in df.columns: out['answer'] = df['label'].to_numpy()
-    return out
-
-def pseudo_summary(table: pd.DataFrame, thresholds) -> dict:
-    "How many images were kept, in all, per class and per attribute; how many kept labels are right when known."
-    th, keep = check_thresholds(thresholds), table['keep'].to_numpy()
-    s = dict(images=len(table), kept=int(keep.sum()), kept_share=float(keep.mean()) if len(table) else 0.0,
-             thresholds=th,
-             passed={a: float((table[f'p_{a}'] >= th[a]).mean()) if len(table) else 0.0 for a in ATTRIBUTES},
-             kept_per_class=np.bincount(table.loc[keep, 'label'], minlength=N_CLASSES).tolist())
-    if 'answer' in table.columns:
-        right = table['label'].to_numpy() == table['answer'].to_numpy()
-        s['answers'] = dict(kept_correct=float(right[keep].mean()) if keep.any() else None,
-                            all_correct=float(right.mean()) if len(right) else None,
-                            note='synthetic data only: the true answers of the pseudo-labelled images')
-    return s
-
-# %% ../nbs/15_pseudo.ipynb #1f1c52db
-def plot_confidence(table: pd.DataFrame, thresholds=DEFAULT_THRESHOLDS):
-    """Histograms of the mask, gender and age probabilities with the thresholds; split into right and wrong answers
-    when the true `answer` is known."""
+def select_pseudo_from(table: pd.DataFrame, thresholds) -> np.ndarray:
+    "Which rows of a `pseudo_table` other thresholds would keep (from its stored probabilities)."
     th = check_thresholds(thresholds)
-    fig, axs = plt.subplots(1, 3, figsize=(11, 2.8))
-    known = 'answer' in table.columns
-    if known: truth = dict(zip(ATTRIBUTES, decode(table['answer'].to_numpy().astype(np.int64))))
-    for ax, a, col in zip(axs, ATTRIBUTES, ('mask', 'gender', 'age_group')):
-        p, bins = table[f'p_{a}'].to_numpy(), np.linspace(0, 1, 41)
-        if known:
-            ok = table[col].to_numpy() == truth[a]
-            ax.hist([p[ok], p[~ok]], bins, stacked=True, color=['#55A868', '#C44E52'], label=['right', 'wrong'])
-        else: ax.hist(p, bins, color='#4C72B0')
-        ax.axvline(th[a], color='k', ls='--', lw=1)
-        ax.set_title(f'{a}: {np.mean(p >= th[a]):.0%} reach {th[a]:g}', fontsize=9)
-        ax.set_xlabel(f'probability of the most probable {a}', fontsize=8)
-    axs[0].set_ylabel('images')
-    if known: axs[0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return np.logical_and.reduce([table[f'p_{a}'].to_numpy() >= th[a] for a in ATTRIBUTES])
 
-# %% ../nbs/15_pseudo.ipynb #d007c3ce
-def make_pseudo(run, df: pd.DataFrame,     # a run or CV folder, and the images to label (`ImageID`, `path`)
-                out,                       # folder to write (a new one, out2, out3..., if taken)
-                thresholds=DEFAULT_THRESHOLDS, views='face', merge: str = 'mean', device=None,
-                batch_size: int | None = None, progress: bool = True) -> dict:
-    "Pseudo-label `df` with the models of `run`: `pseudo.csv` (the kept images), `all.csv`, `pseudo.json`, a figure."
-    th, t0 = check_thresholds(thresholds), time.time()
-    dirs = run_dirs(run)
-    task = RunDir(dirs[0]).task()
-    if task.n_classes != N_CLASSES or not task.attributes:
-        raise ValueError(f'{run} predicts {task.n_classes} classes ({task.name}): per-attribute thresholds need the '
-                         '18 mask/gender/age classes')
-    r = predict_dir(run, df, views, merge, device=device, batch_size=batch_size, progress=progress)
-    table = pseudo_table(df, r['probs'].numpy(), th)
-    out = new_run_dir(out)
-    cols = [c for c in table.columns if c not in ('keep', 'answer')]
-    write_csv(table.loc[table['keep'], cols], out / 'pseudo.csv', index=False, float_format='%.6g')
-    write_csv(table, out / 'all.csv', index=False, float_format='%.6g')
-    summary = pseudo_summary(table, th)
-    fig = plot_confidence(table, th); save_figure(fig, out / 'confidence.png', dpi=80); plt.close(fig)
-    prov = dict(run=str(Path(run).resolve()), models=[str(d.resolve()) for d in r['dirs']],
-                data=df.attrs.get('report', {}).get('root'), views=list(r['names']), merge=merge,
-                created=time.strftime('%Y-%m-%d %H:%M:%S'), seconds=round(time.time() - t0, 1),
-                maskcls=__version__, **summary)
-    write_text(out / 'pseudo.json', json.dumps(prov, indent=1))
-    return dict(out=out, table=table, summary=summary, provenance=prov)
-
-# %% ../nbs/15_pseudo.ipynb #c96748a6
-def pseudo_files(run, data,                # a run or CV folder; the folder of images to label
-                 out='runs/pseudo', thresholds=DEFAULT_THRESHOLDS, views='face', merge: str = 'mean', device=None,
-                 batch_size: int | None = None) -> str:
-    "Pseudo-label the images of `data` with `run` into the new folder `out` (`make_pseudo`); what `maskcls pseudo` prints."
-    ev, _ = read_predict_data(data, RunDir(run_dirs(run)[0]).task())
-    r = make_pseudo(run, ev, out, thresholds, views, merge, device=device, batch_size=batch_size)
-    s, out, th = r['summary'], r['out'], {**DEFAULT_THRESHOLDS, **thresholds}
-    passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())
-    lines = [f"kept {s['kept']} of {s['images']} images ({s['kept_share']:.0%}): every attribute reached its threshold "
-             f"(mask {th['mask']:g}, gender {th['gender']:g}, age {th['age']:g}; passed: {passed})"]
-    if 'answers' in s and s['kept']:
-        lines.append(f"against {data} answers (synthetic data only): {s['answers']['kept_correct']:.1%} of the kept "
-                     f"labels are right, {s['answers']['all_correct']:.1%} of all")
-    lines.append(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
-                 f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
-                 f"... --pseudo {out / 'pseudo.csv'}")
-    return '\n'.join(lines)
+# %% ../nbs/15_pseudo.ipynb #70da6816
+def halves(ev: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "The eval images split into two halves by person (half the people each, at random)."
+    people = np.sort(ev['person'].unique())
+    a = set(np.random.default_rng(seed).permutation(people)[:len(people) // 2])
+    inA = ev['person'].isin(a).to_numpy()
+    return ev[inA].reset_index(drop=True), ev[~inA].reset_index(drop=True)

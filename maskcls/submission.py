@@ -4,21 +4,23 @@
 
 # %% ../nbs/engine/19_submission.ipynb #02478153
 from __future__ import annotations
-import warnings
+import os, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 from .labels import (ATTRIBUTES, N_AGE, N_CLASSES, N_GENDER, N_MASK, encode, few, macro_f1, prob_cols,
                             attribute_index, format_scores, scores, Task)
 from .files import write_csv
+from .layout import is_junk
 from .rundir import CVDir, read_oof
 from .ensemble import (attribute_hard_vote, attribute_soft_vote, compose, fit_stack, gmean_vote, greedy_select,
                               hard_vote, rank_vote, soft_vote, stack_predict)
 
 # %% auto #0
 __all__ = ['ID', 'ANS', 'ENSEMBLE_METHODS', 'check_ids', 'read_info', 'check_probs', 'write_predictions', 'read_predictions',
-           'write_submission', 'predictions_to_submission', 'check_answers', 'read_submission', 'read_oof_probs',
-           'read_oof_members', 'ensemble_files', 'compose_files', 'compose_oof', 'compose_report', 'ensemble_report']
+           'write_submission', 'predictions_to_submission', 'check_answers', 'read_submission', 'source_name',
+           'load_answers', 'check_same_images', 'find_images', 'read_oof_probs', 'read_oof_members', 'ensemble_files',
+           'compose_files', 'compose_oof', 'compose_report', 'ensemble_report']
 
 # %% ../nbs/engine/19_submission.ipynb #201d7116
 ID, ANS = 'ImageID', 'ans'
@@ -176,6 +178,47 @@ def read_submission(path,
     check_ids(df[ID], want, str(path), lines=df.index)
     out = pd.Series(num, index=pd.Index(df[ID].to_numpy(), name=ID), name=ANS)
     return out.loc[want] if want is not None else out
+
+# %% ../nbs/engine/19_submission.ipynb #6832ead7
+def source_name(x, default: str) -> str:
+    "How to call submission `x` in messages: its path, the name of its Series, else `default`."
+    if isinstance(x, (str, os.PathLike)): return str(x)
+    return x.name if isinstance(x, pd.Series) and x.name not in (None, 'ans') else default
+
+def load_answers(x, info, what: str) -> pd.Series:
+    "A submission path or Series as an int Series indexed by ImageID, in `info` order when given."
+    if not isinstance(x, pd.Series): return read_submission(x, info)
+    v = check_answers(x, x.index, what, lines=False)
+    s = pd.Series(v, index=pd.Index(x.index.astype(str), name=ID), name='ans')
+    check_ids(s.index, info, what)
+    return s.loc[info] if info is not None else s
+
+def check_same_images(ref: pd.Series, s: pd.Series, ref_name: str, name: str):
+    "Fail naming the images that only one of two files holds."
+    only_ref, only_s = ref.index.difference(s.index, sort=False), s.index.difference(ref.index, sort=False)
+    if len(only_ref) or len(only_s):
+        raise ValueError(f'{ref_name} and {name} do not hold the same images: {len(only_ref)} only in {ref_name} '
+                         f'({few(only_ref)}), '
+                         f'{len(only_s)} only in {name} ({few(only_s)}). Compare files for the same eval set, '
+                         f'or pass info= (the eval info.csv) to check each file against it')
+
+def find_images(images, ids) -> list[Path]:
+    "The image file of each id in `ids`, in folder `images` (an eval folder or its `images/`), by name or stem."
+    images = Path(images)
+    if (images / 'images').is_dir(): images = images / 'images'
+    if not images.is_dir():
+        raise FileNotFoundError(f'{images} is not a folder: pass the eval folder or its images/ folder')
+    by_name, by_stem = {}, {}
+    for f in images.iterdir():
+        if is_junk(f.name): continue
+        by_name[f.name] = f; by_stem.setdefault(f.stem, []).append(f)
+    out, missing = [], []
+    for i in map(str, ids):
+        f = by_name.get(i) or (by_stem[i][0] if len(by_stem.get(i, ())) == 1 else None)
+        if f is None: missing.append(i)
+        out.append(f)
+    if missing: raise FileNotFoundError(f'{len(missing)} images not found in {images}: {few(missing)}')
+    return out
 
 # %% ../nbs/engine/19_submission.ipynb #c7072ee7
 ENSEMBLE_METHODS = ('soft', 'hard', 'gmean', 'rank', 'per-attribute', 'greedy', 'stack')

@@ -4,35 +4,20 @@
 
 # %% ../nbs/14_label_review.ipynb #3ae07031
 from __future__ import annotations
-import html, os, shutil, tempfile
-from dataclasses import replace
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from PIL import Image
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
-from .labels import (AGE_NAMES, GENDER_NAMES, MASK_NAMES, MASK_STEMS, PROB_COLS, Mask, decode, few, marginals,
-                            scores)
-from .files import atomic_write, new_run_dir, write_csv
-from .layout import find_train_root, is_junk, read_eval, read_train
-from .pages import Html, figure, para, section, table, write_page
-from .loader import Loader
-from .config import Config
-from .runtime import open_cache
-from .predict import predict
-from .runs import load_run
-from .rundir import CVDir, read_oof, run_dirs
-from .cv import run_cv
+from .labels import AGE_NAMES, GENDER_NAMES, MASK_NAMES, PROB_COLS, Mask, decode, few, marginals
+from .layout import find_train_root
+from .rundir import CVDir, read_oof
 
 # %% auto #0
-__all__ = ['ATTRIBUTES', 'METHODS', 'FIXABLE', 'COPIES', 'load_oof', 'attribute_units', 'judge', 'swap_pairs', 'find_suspects',
-           'baseline_suspects', 'noisy_people', 'detection', 'fixes_from', 'write_fixed', 'thumbnail', 'plot_suspects',
-           'write_suspects_page', 'write_suspects', 'suspects_files', 'true_labels', 'eval_scores', 'ranking_variants',
-           'right_fixes', 'noise_experiment']
+__all__ = ['ATTRIBUTES', 'METHODS', 'FIXABLE', 'load_oof', 'attribute_units', 'judge', 'swap_pairs', 'find_suspects',
+           'baseline_suspects', 'noisy_people', 'detection', 'fixes_from', 'right_fixes']
 
 # %% ../nbs/14_label_review.ipynb #1814fd19
 def load_oof(cv) -> pd.DataFrame:
@@ -169,228 +154,8 @@ def fixes_from(units: pd.DataFrame, attributes=('mask_swap',), min_score: float 
     f = units[units['issue'] & units['attribute'].isin(attributes) & (units['score'] >= min_score)]
     return f[['person', 'attribute', 'given', 'predicted', 'score']].sort_values('person', ignore_index=True)
 
-def _fixed_name(person: str) -> str:
-    pid, g, race, age = person.split('_')
-    return '_'.join([pid, {'female': 'male', 'male': 'female'}[g.lower()], race, age])
-
-_SWAP = {'normal': 'incorrect_mask', 'incorrect_mask': 'normal'}
-
-def write_fixed(data, units: pd.DataFrame, out, attributes=('mask_swap',), min_score: float = 0.5) -> pd.DataFrame:
-    """A new data folder `out` (train/train.csv, train/images/ of links to the original photos, train/fixes.csv, eval/
-    linked) with the fixes of `units` applied; the original is only read. Returns the fixes."""
-    out, root = Path(out), find_train_root(data)
-    if out.exists(): raise FileExistsError(f'{out} already exists: the corrected copy never overwrites; choose a new '
-                                           'folder')
-    fixes = fixes_from(units, attributes, min_score)
-    gender = set(fixes.loc[fixes['attribute'] == 'gender', 'person'])
-    swap = set(fixes.loc[fixes['attribute'] == 'mask_swap', 'person'])
-    folders = sorted(d for d in (root / 'images').iterdir() if d.is_dir() and not is_junk(d.name))
-    unknown = (gender | swap) - {d.name for d in folders}
-    if unknown: raise ValueError(f'people {few(sorted(unknown))} are not in {root / "images"}: pass the data folder '
-                                 'the CV ran on')
-    new = {d.name: _fixed_name(d.name) if d.name in gender else d.name for d in folders}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
-    try:
-        for d in folders:
-            dest = tmp / 'train' / 'images' / new[d.name]
-            dest.mkdir(parents=True)
-            for f in d.iterdir():
-                if is_junk(f.name) or not f.is_file(): continue
-                stem = _SWAP.get(f.stem, f.stem) if d.name in swap else f.stem
-                os.symlink(f.resolve(), dest / f'{stem}{f.suffix}')
-        csv = root / 'train.csv'
-        if csv.exists(): t = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        else: t = pd.DataFrame([dict(zip(('id', 'gender', 'race', 'age'), n.split('_')), path=n) for n in new])
-        g = t['path'].isin(gender)
-        t.loc[g, 'gender'] = t.loc[g, 'gender'].map(lambda s: 'male' if s.lower() == 'female' else 'female')
-        t['path'] = t['path'].map(lambda p: new.get(p, p))
-        t.to_csv(tmp / 'train' / 'train.csv', index=False)
-        fixes.assign(new_person=fixes['person'].map(new)).to_csv(tmp / 'train' / 'fixes.csv', index=False)
-        if (root.parent / 'eval').is_dir(): os.symlink((root.parent / 'eval').resolve(), tmp / 'eval')
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return fixes
-
-# %% ../nbs/14_label_review.ipynb #f80edf88
-def _photos(oof: pd.DataFrame, person: str) -> list:
-    "The paths of a person's photos in the competition's stem order."
-    order = {s: i for i, s in enumerate(MASK_STEMS)}
-    return sorted(oof.loc[oof['person'] == person, 'path'], key=lambda p: order.get(Path(p).stem, 99))
-
-def _bad_photos(row) -> set:
-    return set(str(row.photo).split(' <-> ')) if row.photo else set()
-
-def thumbnail(src, dest, height: int = 96) -> Path:
-    "A small JPEG copy of image `src` at `dest` (so a page keeps working when the data folder moves)."
-    with Image.open(src) as im:
-        im.draft('RGB', (height * 2, height * 2)); im = im.convert('RGB')
-        im.thumbnail((height * 4, height))
-        with atomic_write(dest) as t: im.save(t, 'JPEG', quality=85)
-    return Path(dest)
-
-def plot_suspects(people: pd.DataFrame, oof: pd.DataFrame, n: int = 6, size: float = 1.2):
-    "The photos of the `n` most suspicious people, one row each; the suspicious photos are titled in red."
-    rows = people.iloc[:n]
-    ncols = len(MASK_STEMS)
-    fig, axs = plt.subplots(max(len(rows), 1), ncols, figsize=(ncols * size, max(len(rows), 1) * size * 1.45),
-                            squeeze=False)
-    for ax in axs.flat: ax.axis('off')
-    for r, row in enumerate(rows.itertuples()):
-        bad = _bad_photos(row)
-        for c, p in enumerate(_photos(oof, row.person)[:len(MASK_STEMS)]):
-            with Image.open(p) as im: im.draft('RGB', (128, 128)); axs[r, c].imshow(np.asarray(im.convert('RGB')))
-            axs[r, c].set_title(Path(p).stem, fontsize=7, color='#c33' if p in bad or not bad else 'black')
-        axs[r, 0].text(-0.1, 0.5, f'#{row.rank} {row.person}\n{row.attribute}: {row.given} -> {row.predicted}\n'
-                       f'score {row.score:.2f}', transform=axs[r, 0].transAxes, ha='right', va='center', fontsize=7)
-    fig.subplots_adjust(left=0.3)
-    return fig
-
-def write_suspects_page(people: pd.DataFrame, oof: pd.DataFrame, out, n: int = 50, title: str = 'Label suspects',
-                        about: str = '') -> Path:
-    "`out/index.html`: the `n` most suspicious people with thumbnails of their photos (copied into `out/thumbs/`)."
-    out = Path(out); (out / 'thumbs').mkdir(parents=True, exist_ok=True)
-    rows = []
-    for row in people.iloc[:n].itertuples():
-        bad, figs = _bad_photos(row), []
-        for p in _photos(oof, row.person):
-            t = thumbnail(p, out / 'thumbs' / f'{row.rank:04d}_{Path(p).stem}.jpg')
-            ring = ' style="outline:3px solid #c33"' if p in bad or not bad else ''
-            figs.append(f'<figure style="display:inline-block;margin:2px"><img src="thumbs/{html.escape(t.name)}" '
-                        f'height="96"{ring} alt="{html.escape(Path(p).stem)}">'
-                        f'<figcaption>{html.escape(Path(p).stem)}</figcaption></figure>')
-        rows.append(dict(rank=row.rank, person=row.person, attribute=row.attribute, given=row.given,
-                         predicted=row.predicted, confidence=row.confidence, score=row.score,
-                         flagged='yes' if row.issue else '', **{'photos (red: the suspicious ones)': Html(''.join(figs))}))
-    body = (para(about) + para(f'All {len(people)} people, ranked, are in suspects.csv; every photo and attribute '
-                                'judged is in units.csv. Click a column header to sort.')
-            + section(f'The {min(n, len(people))} most suspicious people', table(pd.DataFrame(rows)))
-            + section('The first six, as the lesson draws them', figure('suspects.png')))
-    return write_page(out / 'index.html', title, body, files=('suspects.csv', 'units.csv'),
-                      subtitle=f'{len(people)} people judged on their out-of-fold predictions')
-
-
-# %% ../nbs/14_label_review.ipynb #7f386527
-def write_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
-                   attributes=tuple(ATTRIBUTES), pairs: bool = True, baseline: bool = False) -> dict:
-    "Rank the people of CV folder `cv`; write suspects.csv, units.csv, suspects.png and index.html into `out`."
-    oof = load_oof(cv)
-    people, units = (baseline_suspects(oof) if baseline else find_suspects(oof, method, adjust, attributes, pairs))
-    gone = [p for p in oof.loc[oof['person'].isin(people['person'].iloc[:n]), 'path'] if not Path(p).exists()]
-    if gone:
-        raise FileNotFoundError(f'{len(gone)} photos named in {CVDir(cv).oof_file} are missing, e.g. {gone[0]}: run '
-                                'from the folder the CV ran in (its paths may be relative), or restore the data')
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    write_csv(people, out / 'suspects.csv', index=False)
-    write_csv(units, out / 'units.csv', index=False)
-    fig = plot_suspects(people, oof)
-    with atomic_write(out / 'suspects.png') as t: fig.savefig(t, dpi=90, bbox_inches='tight')
-    plt.close(fig)
-    how = 'baseline (self-confidence, no thresholds)' if baseline else f'{method}' + (', class thresholds' * adjust)
-    about = (f'CV folder {cv}: {len(oof)} photos of {len(people)} people; ranking: {how}; '
-             f'{int((people["issues"] > 0).sum())} people flagged by confident learning.')
-    page = write_suspects_page(people, oof, out, n, about=about)
-    return dict(people=people, units=units, page=page, flagged=int((people['issues'] > 0).sum()))
-
-# %% ../nbs/14_label_review.ipynb #af584ee1
-def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
-                   attributes=tuple(ATTRIBUTES), pairs: bool = True, baseline: bool = False,
-                   write_fixed_to=None,          # also write a corrected copy of the data into this new folder
-                   fix=('mask_swap',), min_score: float = 0.5,
-                   data=None,                    # the data folder of the CV (default: the one its config.yaml names)
-                  ) -> str:
-    "Rank the people of the CV folder `cv` into the new folder `out`, and fix a copy; what `maskcls suspects` prints."
-    fixed = Path(write_fixed_to) if write_fixed_to else None
-    if fixed and fixed.exists():      # before any work: the copy never overwrites
-        raise FileExistsError(f'{fixed} already exists: --write-fixed writes a new folder; choose another')
-    out = new_run_dir(out)
-    w = write_suspects(cv, out, n=n, method=method, adjust=adjust, attributes=attributes, pairs=pairs, baseline=baseline)
-    lines = [f"{len(w['people'])} people ranked, {w['flagged']} flagged by confident learning: {out / 'suspects.csv'}; "
-             f"photos of the top {min(n, len(w['people']))}: {w['page']} (open it in a browser)"]
-    if fixed:
-        if data is None:
-            f = CVDir(cv).config_file
-            if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
-            data = CVDir(cv).config().data
-        fixes = write_fixed(data, w['units'], fixed, fix, min_score)
-        lines.append(f"corrected copy of {data} in {fixed}/ ({len(fixes)} fixes, listed in "
-                     f"{fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {fixed}")
-    return '\n'.join(lines)
-
-# %% ../nbs/14_label_review.ipynb #41803a91
-def true_labels(paths, data) -> np.ndarray:
-    """The true label of each photo of a synthetic dataset `data` (or of a corrected copy linking to it): the label
-    its original folder gives, unless `train/noise.csv` says it was mislabelled."""
-    df = read_train(data, progress=False)
-    label = dict(zip(df['path'].map(os.path.realpath), df['label']))
-    noise = pd.read_csv(find_train_root(data) / 'noise.csv', dtype={'person': str})
-    wrong = {(r.person, r.stem): r.true_label for r in noise.itertuples()}
-    real = [Path(os.path.realpath(p)) for p in paths]
-    return np.array([wrong.get((p.parent.name, p.stem), label[str(p)]) for p in real])
-
-def eval_scores(cv, data, cfg: Config) -> dict:
-    "`scores` of the fold ensemble of CV folder `cv` on the eval photos of `data` (synthetic: `eval/gt.csv`)."
-    ev = read_eval(Path(data) / 'eval')
-    cache = open_cache(cfg, ev['path'], progress=False)
-    dl = Loader(ev.drop(columns='label'), cache, bs=cfg.batch_size * 2, device='cpu')
-    probs = np.mean([predict(load_run(d)[0], dl)[0].numpy() for d in run_dirs(cv)], 0)
-    return scores(ev['label'].to_numpy(), probs)
-
-def _cv(cfg: Config, data, out) -> Path:
-    "Run (or finish) the CV of `cfg` on `data` in `out`."
-    out = Path(out)
-    run_cv(replace(cfg, data=str(data), out=str(out)), read_train(data, progress=False), out,
-           resume=CVDir(out).config_file.exists(), progress=False)
-    return out
-
-def ranking_variants(oof: pd.DataFrame, noisy: set) -> pd.DataFrame:
-    "Precision at k of the baseline and of every combination of `find_suspects`'s options, on one set of predictions."
-    rows = {('baseline', '-', '-', '-'): detection(baseline_suspects(oof)[0], noisy)}
-    for method in METHODS:
-        for adjust in (False, True):
-            for pairs in (False, True):
-                for age in (False, True):
-                    att = ('mask', 'gender', 'age') if age else ('mask', 'gender')
-                    p = find_suspects(oof, method, adjust, att, pairs)[0]
-                    rows[(method, 'yes' if adjust else 'no', 'yes' if pairs else 'no', 'yes' if age else 'no')] = \
-                        detection(p, noisy)
-    t = pd.DataFrame(rows).T[['precision@k']]
-    t.index.names = ['score', 'thresholds', 'pairs', 'age']
-    return t
-
 def right_fixes(fixes: pd.DataFrame, data) -> int:
     "How many `fixes` undo the noise `maskcls synth --noise` put into `data` (the right person and the right kind)."
     noise = pd.read_csv(find_train_root(data) / 'noise.csv', dtype={'person': str}).drop_duplicates('person')
     kind = dict(zip(noise['person'], noise['kind'].map({'gender': 'gender', 'mask': 'mask_swap'})))
     return int((fixes['person'].map(kind) == fixes['attribute']).sum())
-
-COPIES = {'mask swaps': dict(attributes=('mask_swap',), min_score=0.5),
-          'mask swaps + gender': dict(attributes=('mask_swap', 'gender'), min_score=0.5)}
-
-def noise_experiment(data, work, cfg: Config, copies=COPIES) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """On synthetic data with recorded noise: precision and recall of the baseline and of confident learning, and
-    macro F1 of the CV as given and trained on each corrected copy in `copies` (CV folders in `work` are reused)."""
-    work, noisy = Path(work), noisy_people(data)
-    given = _cv(cfg, data, work / 'cv_given')
-    oof = load_oof(given)
-    people, units = find_suspects(oof)
-    det = pd.DataFrame({'baseline': detection(baseline_suspects(oof)[0], noisy),
-                        'confident learning': detection(people, noisy)}).T
-    det.insert(0, 'noisy people', len(noisy))
-    runs = [('as given', given, Path(data), units.iloc[:0])]
-    for i, (name, kw) in enumerate(copies.items()):
-        fx = fixes_from(units, **kw)
-        if not (work / f'fixed{i}').exists(): write_fixed(data, units, work / f'fixed{i}', **kw)
-        runs.append((f'corrected: {name}', _cv(cfg, work / f'fixed{i}', work / f'cv_fixed{i}'), work / f'fixed{i}', fx))
-    rows = {}
-    for name, cv, d, fx in runs:
-        o = load_oof(cv)
-        p = o[PROB_COLS].to_numpy()
-        true, ev = scores(true_labels(o['path'], data), p), eval_scores(cv, d, cfg)
-        rows[name] = {'fixes': len(fx), 'right fixes': right_fixes(fx, data),
-                      'OOF macro F1 (labels trained on)': scores(o['label'].to_numpy(), p)['f1'],
-                      'OOF macro F1 (true labels)': true['f1'], 'OOF mask F1 (true labels)': true['f1_mask'],
-                      'OOF gender F1 (true labels)': true['f1_gender'], 'eval macro F1': ev['f1'],
-                      'eval mask F1': ev['f1_mask'], 'eval gender F1': ev['f1_gender']}
-    return det, pd.DataFrame(rows).T

@@ -269,7 +269,7 @@ def report_pages(tmp_path_factory):
     "A folder holding a data set and every kind of page, written by the library's own functions."
     import numpy as np
     import pandas as pd
-    from maskcls.compare import write_compare_report
+    from maskcls.reports import write_compare_report
     from maskcls.config import Config
     from maskcls.cv import run_cv
     from maskcls.eda import write_eda
@@ -277,7 +277,7 @@ def report_pages(tmp_path_factory):
     from maskcls.hpo_workers import tune
     from maskcls.layout import read_train
     from maskcls.files import new_run_dir
-    from maskcls.suspects import write_suspects
+    from maskcls.reports import write_suspects
     from maskcls.synth import make_dataset
     from maskcls.train import train_run
     from dataclasses import replace

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from maskcls.compare import class_crosstab, compare_submissions, compare_summary, pair_table, write_compare_report
+from maskcls.compare import class_crosstab, compare_submissions, compare_summary, pair_table
+from maskcls.reports import write_compare_report
 from maskcls.labels import encode
 
 IDS = [f'{i:040x}.jpg' for i in (1, 2, 3, 4, 5, 6)]

@@ -16,7 +16,7 @@ LAZY = {'__init__'}     # the public API maps names to every module, imported on
 LAYERS = ['files', 'labels', 'progress', 'layout', 'synth', 'pages', 'eda', 'cache', 'augment', 'sampling', 'loader',
           'models', 'losses', 'config', 'results', 'runtime', 'predict', 'rundir', 'runs', 'checkpoints', 'optim',
           'splits', 'train', 'cv', 'suspects', 'tta', 'inference', 'pseudo', 'ensemble', 'average', 'submission',
-          'compare', 'hpo', 'hpo_page', 'hpo_workers', 'experiments', 'jobs', 'demo', 'cli']
+          'compare', 'reports', 'hpo', 'hpo_page', 'hpo_workers', 'experiments', 'jobs', 'demo', 'cli']
 
 
 def maskcls_imports(py) -> set:
