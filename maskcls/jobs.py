@@ -161,7 +161,7 @@ def predict_files(run,                  # a run folder, or a CV folder (its fold
                      f"({', '.join(task.classes[:5])}...)")
     return '\n'.join(lines)
 
-# %% ../nbs/engine/23_jobs.ipynb #9dd6f0b0
+# %% ../nbs/engine/23_jobs.ipynb #526de74f
 def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
                    attributes=('mask', 'gender', 'age'), pairs: bool = True, baseline: bool = False,
                    write_fixed_to=None,          # also write a corrected copy of the data into this new folder
@@ -189,7 +189,7 @@ def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adju
                      f"{fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {fixed}")
     return '\n'.join(lines)
 
-# %% ../nbs/engine/23_jobs.ipynb #93ddd38b
+# %% ../nbs/engine/23_jobs.ipynb #f7f6099c
 def pseudo_files(run, data,                # a run or CV folder; the folder of images to label
                  out='runs/pseudo', thresholds=None, views='face', merge: str = 'mean', device=None,
                  batch_size: int | None = None) -> str:

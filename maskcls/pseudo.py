@@ -49,7 +49,7 @@ def select_pseudo_from(table: pd.DataFrame, thresholds) -> np.ndarray:
     th = check_thresholds(thresholds)
     return np.logical_and.reduce([table[f'p_{a}'].to_numpy() >= th[a] for a in ATTRIBUTES])
 
-# %% ../nbs/15_pseudo.ipynb #70da6816
+# %% ../nbs/15_pseudo.ipynb #bca7b6ba
 def halves(ev: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     "The eval images split into two halves by person (half the people each, at random)."
     people = np.sort(ev['person'].unique())

@@ -179,7 +179,7 @@ def read_submission(path,
     out = pd.Series(num, index=pd.Index(df[ID].to_numpy(), name=ID), name=ANS)
     return out.loc[want] if want is not None else out
 
-# %% ../nbs/engine/19_submission.ipynb #6832ead7
+# %% ../nbs/engine/19_submission.ipynb #4d8fe5e6
 def source_name(x, default: str) -> str:
     "How to call submission `x` in messages: its path, the name of its Series, else `default`."
     if isinstance(x, (str, os.PathLike)): return str(x)
