@@ -290,6 +290,7 @@ return {
                                                           ok: i.complete && i.naturalWidth > 0})),
   svgs: document.querySelectorAll('main .output_area svg').length,
   links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+  bodyLinks: [...main.querySelectorAll('a[href]')].map(a => a.href),
   ids: [...document.querySelectorAll('[id]')].map(e => e.id),
   prev: document.querySelector('a[rel=prev]')?.getAttribute('href'),
   next: document.querySelector('a[rel=next]')?.getAttribute('href'),
@@ -352,6 +353,10 @@ def test_site_pages(browser, course, site):
     shots = [i for i in seen['06_training.html']['images'] if i['markdown']]
     assert shots and all(i['ok'] and i['src'].startswith('data:image/png') for i in shots), \
         f'06_training.html does not show the TensorBoard screenshot embedded: {shots}'
+    body = {(p, link[len(url) + 1:].partition('#')[0]) for p, i in seen.items() for link in i['bodyLinks'] if link.startswith(url)}
+    kinds = {'lesson -> engine': [(a, b) for a, b in body if a in lessons and b in engine],
+             'engine -> lesson': [(a, b) for a, b in body if a in engine and b in lessons]}
+    assert all(kinds.values()), f'the pages\' text has no links between notebooks of these kinds: {kinds}'
     chain = [(seen[p]['prev'], seen[p]['next']) for p in lessons]
     want = [(a, b) for a, b in zip([None, *lessons[:-1]], [*lessons[1:], None])]
     assert chain == want, f'previous/next links out of course order: {chain}'

@@ -13,7 +13,8 @@ contents: the lessons in course order, then the engine's reference notebooks, ea
 
 The lessons are committed executed (tools/lessons.py runs them), so a page shows what a student sees after Run
 All; a notebook without outputs renders without them, and the build log says so. Cells a reader does not need
-stay off the pages: the `#| default_exp` cell, `#| hide` cells, and cells that only import (exported or not).
+stay off the pages: the `#| default_exp` cell, `#| hide` cells, and cells that only import (exported or not);
+`#| echo: false` hides a cell's code and `#| output: false` its outputs, as in nbdev.
 Progress-bar widgets are left out: a static page has no kernel to draw them. Figures, and images that markdown
 cells show (`![...](images/x.png)`), are embedded as data URIs, so each page is one HTML file plus the shared
 `style.css`. Each page records how many figures its notebook holds (`<meta name="figures">`) for the browser test.
@@ -93,8 +94,10 @@ def prepare(nb):
     for c in nb.cells:
         if off_page(c): continue
         if c.cell_type == 'code':
-            c.source = '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|')).strip()
-            c.outputs = [o for o in c.outputs if WIDGET_MIME not in o.get('data', {})]
+            flags = {l[2:].replace(' ', '') for l in c.source.splitlines() if l.startswith('#|')}
+            c.source = '' if 'echo:false' in flags else (  # nbdev's `#| echo: false` and `#| output: false`
+                '\n'.join(l for l in c.source.splitlines() if not l.startswith('#|')).strip())
+            c.outputs = [o for o in c.outputs if WIDGET_MIME not in o.get('data', {}) and 'output:false' not in flags]
             if not c.source and not c.outputs: continue
         cells.append(c)
     title = next((c for c in cells if c.cell_type == 'markdown' and c.source.startswith('# ')), None)
