@@ -353,7 +353,8 @@ def test_site_pages(browser, course, site):
     shots = [i for i in seen['06_training.html']['images'] if i['markdown']]
     assert shots and all(i['ok'] and i['src'].startswith('data:image/png') for i in shots), \
         f'06_training.html does not show the TensorBoard screenshot embedded: {shots}'
-    body = {(p, link[len(url) + 1:].partition('#')[0]) for p, i in seen.items() for link in i['bodyLinks'] if link.startswith(url)}
+    body = {(p, link[len(url) + 1:].partition('#')[0])
+            for p, i in seen.items() for link in i['bodyLinks'] if link.startswith(url)}
     kinds = {'lesson -> engine': [(a, b) for a, b in body if a in lessons and b in engine],
              'engine -> lesson': [(a, b) for a, b in body if a in engine and b in lessons]}
     assert all(kinds.values()), f'the pages\' text has no links between notebooks of these kinds: {kinds}'
