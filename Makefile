@@ -1,7 +1,7 @@
 # Two entry points, each does all set-up on a fresh machine:
 #   make demo   - the main job on the embedded synthetic data
 #   make test   - every check CI runs (.ci/run calls this)
-# and `make docs`, the course site in _docs/ (every notebook run as Jupyter's Run All does).
+# and `make docs`, the course site in _docs/ (the notebooks as committed, outputs included; nothing runs).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -31,11 +31,9 @@ demo: $(STAMP)
 test: $(STAMP) $(KERNEL) browser postgres
 	$(MAKE) --no-print-directory check-clean check-export check-readme lint nbtest pytest
 
-# the course site: JOBS notebooks run at once, TIMEOUT seconds per cell
-JOBS ?= 2
-TIMEOUT ?= 600
-docs: $(STAMP) $(KERNEL)
-	$(BIN)/python tools/build_docs.py --jobs $(JOBS) --timeout $(TIMEOUT)
+# the course site from the notebooks as committed (`python tools/build_docs.py --execute` runs them first)
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py
 
 # the browser tests (tests/test_browser.py) drive Debian's headless Chromium
 browser:
