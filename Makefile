@@ -10,7 +10,7 @@ STAMP := $(VENV)/.maskcls-installed
 KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
-.PHONY: demo test quick docs install browser postgres export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow gpu-wheels
+.PHONY: demo test quick docs lessons install browser postgres export readme clean-nbs check-clean check-export check-readme check-outputs lint nbtest pytest slow gpu-wheels
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,13 @@ demo: $(STAMP)
 	$(BIN)/maskcls demo $(DEMO_ARGS)
 
 test: $(STAMP) $(KERNEL) browser postgres
-	$(MAKE) --no-print-directory check-clean check-export check-readme lint nbtest pytest
+	$(MAKE) --no-print-directory check-clean check-export check-readme check-outputs lint nbtest pytest
+
+# the course lessons committed executed: re-run (as Jupyter's Run All) those whose code changed since their outputs;
+# `make lessons LESSONS="07 08_tta"` runs these, `make lessons LESSONS=--all` every lesson (see tools/lessons.py)
+LESSONS ?= --stale
+lessons: $(STAMP) $(KERNEL)
+	OMP_NUM_THREADS=1 $(BIN)/python tools/lessons.py $(LESSONS)
 
 # the course site: JOBS notebooks run at once, TIMEOUT seconds per cell
 JOBS ?= 2
@@ -61,13 +67,16 @@ check-export: $(STAMP)
 # 3. README.md is nbs/index.ipynb rendered (quarto is not available, so we render it ourselves)
 check-readme: $(STAMP)
 	$(BIN)/python tools/check.py readme --check
-# 4. the code is tidy: unused imports, undefined names, imports at the top, lines <= 120 (config in pyproject.toml)
+# 4. every course lesson's committed outputs were made from its code now (`make lessons` re-executes the stale ones)
+check-outputs: $(STAMP)
+	$(BIN)/python tools/lessons.py --check
+# 5. the code is tidy: unused imports, undefined names, imports at the top, lines <= 120 (config in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check maskcls tests tools benchmarks
-# 5. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
+# 6. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
 nbtest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
-# 6. pytest last, so the run ends on pytest's summary line
+# 7. pytest last, so the run ends on pytest's summary line
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
