@@ -131,6 +131,17 @@ def test_photographs_become_jpeg_plots_stay_png():
     assert set(plot_out['data']) == {'image/png', 'text/plain'}
 
 
+def test_streams_merge_as_jupyter_saves_them():
+    out = [{'output_type': 'stream', 'name': 'stdout', 'text': ['a\n', 'b']},    # one print split in two messages
+           {'output_type': 'stream', 'name': 'stdout', 'text': 'c\r\n10%\r50%\r100%\nxy\x08z\n'},
+           {'output_type': 'display_data', 'data': {}, 'metadata': {}},
+           {'output_type': 'stream', 'name': 'stdout', 'text': 'd\n'},
+           {'output_type': 'stream', 'name': 'stderr', 'text': 'e\n'}]
+    nb = {'cells': [{'cell_type': 'code', 'outputs': out}]}
+    lessons._merge_streams(nb)
+    assert [o.get('text') for o in nb['cells'][0]['outputs']] == ['a\nbc\n100%\nxz\n', None, 'd\n', 'e\n']
+
+
 def test_stats_counts_as_share_py(tmp_path):
     notebook(tmp_path / '01_a.ipynb', md('# A\n> five words here'), '#| export\ndef f(): pass\n\nx = 1', 'f()\n')
     (tmp_path / 'results').mkdir()

@@ -139,6 +139,25 @@ def _tidy_outputs(nb):
                 if k.startswith('text/'): o['data'][k] = _tidy(''.join(v) if isinstance(v, list) else v)
 
 
+def _merge_streams(nb):
+    "Consecutive outputs of one stream as one, \\r and \\b applied, as Jupyter saves them (however the kernel split them)."
+    for c in nb['cells']:
+        merged = []
+        for o in c.get('outputs', []):
+            if o['output_type'] == 'stream':
+                o['text'] = _src({'source': o['text']})
+                if merged and merged[-1]['output_type'] == 'stream' and merged[-1]['name'] == o['name']:
+                    merged[-1]['text'] += o['text']
+                    continue
+            merged.append(o)
+        for o in merged:
+            if o['output_type'] != 'stream': continue
+            t = o['text'].replace('\r\n', '\n')
+            while (u := re.sub(r'[^\n]\x08', '', t)) != t: t = u
+            o['text'] = re.sub(r'^.*\r(?=[^\n])', '', t, flags=re.M)     # a line rewritten after \r: its last version
+        if 'outputs' in c: c['outputs'] = merged
+
+
 def _smaller_figures(nb):
     "Photographic figures (grids of faces) as JPEG where that halves a PNG over JPEG_ABOVE bytes; plots stay PNG."
     import base64, io
@@ -167,6 +186,7 @@ def finish(nb_dict, code):
     from nbdev.config import get_config
     sys.path.insert(0, str(ROOT / 'tools'))
     from clean_nbs import METADATA
+    _merge_streams(nb_dict)
     _tidy_outputs(nb_dict)
     _smaller_figures(nb_dict)
     nb = dict2nb(json.loads(json.dumps(nb_dict)))
@@ -192,7 +212,8 @@ def execute(path, timeout=600):
     env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
     env['TQDM_DISABLE'] = '1'                    # and in any process a lesson starts
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
-                            record_timing=False, store_widget_state=False, coalesce_streams=True,
+                            record_timing=False, store_widget_state=False,
+                            extra_arguments=['--IPKernelApp.log_level=ERROR'],  # not its warning about plain TCP
                             on_cell_execute=lambda cell, cell_index: at.update(i=cell_index))
     start = time.perf_counter()
     try:
@@ -291,7 +312,9 @@ def stats(paths, seconds_file=SECONDS):
     cpus = sorted({r['cpus'] for r in secs.values() if r['lesson'] in {p.stem for p in paths}})
     head = ['| lesson | words | code lines | export lines | export share | Run All (s) |',
             '|---|--:|--:|--:|--:|--:|']
-    total = f'| **total** | {tot[0]:,} | {tot[1]:,} | {tot[2]:,} | {tot[2] / max(tot[1], 1):.0%} | {tot[3]:,} |'
+    timed = sum(p.stem in secs for p in paths)
+    run_all = f'{tot[3]:,}' if timed == len(paths) else f'{tot[3]:,} ({timed} of {len(paths)} timed)' if timed else '-'
+    total = f'| **total** | {tot[0]:,} | {tot[1]:,} | {tot[2]:,} | {tot[2] / max(tot[1], 1):.0%} | {run_all} |'
     note = f'\nRun All seconds on a CPU machine with {"/".join(cpus)} CPU(s), from nbs/results/run_all_seconds.csv.' \
         if cpus else ''
     return '\n'.join(head + rows + [total]) + '\n' + note
