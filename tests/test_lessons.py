@@ -26,7 +26,7 @@ def notebook(path, *cells, executed=False):
     cs = [nbformat.v4.new_markdown_cell(c) if isinstance(c, md) else nbformat.v4.new_code_cell(c) for c in cells]
     for i, c in enumerate(cs): c.id = f'cell{i}'
     nb = nbformat.v4.new_notebook(cells=cs, metadata=dict(METADATA))
-    if executed: nb.metadata[lessons.KEY] = {'code_hash': lessons.code_hash(nb, path.parent)}
+    if executed: nb.metadata[lessons.KEY] = lessons.hashes(nb, path.parent)
     nbformat.write(nb, path)
     return path
 
@@ -56,7 +56,7 @@ def test_check_flags_code_changes_only(tmp_path):
     assert r.returncode == 1
     lines = r.stdout.splitlines()
     assert len(lines) == 3, r.stdout                       # one line per stale lesson, then the summary
-    assert '02_b.ipynb: code' in lines[0] and lines[0].endswith('run: python tools/lessons.py 02_b')
+    assert '02_b.ipynb: its code changed' in lines[0] and lines[0].endswith('run: python tools/lessons.py 02_b')
     assert '03_c.ipynb: never executed' in lines[1] and '2 of 3 lesson(s) stale' in lines[2]
     assert '01_a' not in r.stdout
 
@@ -67,7 +67,7 @@ def test_check_sees_a_changed_results_file(tmp_path):
     nb = notebook(tmp_path / '01_a.ipynb', md('# A\n> a lesson'), "show_results('exp')", executed=True)
     assert lessons.staleness(nb) is None
     (tmp_path / 'results' / 'exp.csv').write_text('a,b\n1,3\n')   # a rerun of the experiment: the page shows old numbers
-    assert 'changed' in lessons.staleness(nb)
+    assert lessons.staleness(nb).startswith('a results file it shows')
 
 
 def test_failing_cell_leaves_the_lesson_as_it_was(tmp_path):
@@ -108,7 +108,7 @@ def test_execution_is_deterministic_and_clean(tmp_path):
     assert cells[5]['outputs'] == []                       # no IN_TEST, as under Jupyter
     assert all(c.get('execution_count') is None and not c['metadata'] for c in cells if c['cell_type'] == 'code')
     assert set(out['metadata']) == {'kernelspec', 'language_info', lessons.KEY}
-    assert lessons.finish(json.loads(first), out['metadata'][lessons.KEY]['code_hash']) == first.decode()  # cleaned
+    assert lessons.finish(json.loads(first), out['metadata'][lessons.KEY]) == first.decode()  # cleaned already
     seconds = (tmp_path / 'results' / 'run_all_seconds.csv').read_text().splitlines()
     assert seconds[0] == 'lesson,seconds,cpus' and seconds[1].startswith('01_tiny,')
 

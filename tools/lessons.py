@@ -19,10 +19,10 @@ exactly as a student's Run All. What a committed notebook must not carry is left
 
 So re-executing an unchanged lesson writes the same bytes. Each executed lesson records in its metadata
 (`maskcls.code_hash`) a hash of its code cells' sources (trailing spaces and blank edges ignored, so cleaning
-does not change it) and of the committed results files it shows (`show_results('name')`), and `--check` compares
-it with the notebook's code now: a lesson whose markdown alone changed stays fresh. The Run All seconds go to
-nbs/results/run_all_seconds.csv, never into the notebook. A lesson whose cell fails is named with the cell in one
-line and left as it was (notebooks are written atomically, and only when all their cells ran).
+does not change it) and one of the committed results files it shows (`results_hash`: each `show_results('name')`),
+and `--check` compares them with the notebook and results/ now: a lesson whose markdown alone changed stays
+fresh. The Run All seconds go to nbs/results/run_all_seconds.csv, never into the notebook. A lesson whose cell
+fails is named with the cell in one line and left as it was (written atomically, and only when all cells ran).
 """
 import argparse, csv, hashlib, json, os, re, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -81,26 +81,42 @@ def _norm(src):
     return '\n'.join(l.rstrip() for l in src.strip('\n').splitlines()).strip('\n')
 
 
-def code_hash(nb, folder=NBS):
-    "Hash of the code cells' sources, and of the committed results files a `show_results('name')` call shows."
+def _code(nb):
+    return [s for s in (_norm(_src(c)) for c in nb['cells'] if c['cell_type'] == 'code') if s]
+
+
+def code_hash(nb):
+    "Hash of the notebook's code cells' sources (not its markdown, not its outputs)."
     h = hashlib.sha256()
-    code = [_norm(_src(c)) for c in nb['cells'] if c['cell_type'] == 'code']
-    code = [s for s in code if s]
-    for s in code: h.update(s.encode() + b'\0')
-    shown = sorted(set(re.findall(r'''show_results\(\s*['"]([\w.-]+)['"]''', '\n'.join(code))))
-    for name in shown:
-        for ext in ('csv', 'json', 'png'):
-            f = Path(folder) / 'results' / f'{name}.{ext}'
-            h.update(f'{name}.{ext}\0'.encode() + (f.read_bytes() if f.exists() else b'-') + b'\0')
+    for s in _code(nb): h.update(s.encode() + b'\0')
     return h.hexdigest()[:16]
 
 
+def results_hash(nb, folder=NBS):
+    "Hash of the committed results files the notebook shows with `show_results('name')` (its figures and tables)."
+    h = hashlib.sha256()
+    for name in sorted(set(re.findall(r'''show_results\(\s*['"]([\w.-]+)['"]''', '\n'.join(_code(nb))))):
+        for ext in ('csv', 'json', 'png'):
+            f = Path(folder) / 'results' / f'{name}.{ext}'
+            data = f.read_bytes() if f.exists() else b'-'
+            if ext != 'png': data = data.replace(b'\r\n', b'\n')   # a checkout with Windows line ends: the same file
+            h.update(f'{name}.{ext}\0'.encode() + data + b'\0')
+    return h.hexdigest()[:16]
+
+
+def hashes(nb, folder=NBS):
+    "What the lesson's outputs were made from, as its metadata records it."
+    return {'code_hash': code_hash(nb), 'results_hash': results_hash(nb, folder)}
+
+
 def staleness(path):
-    "None if the lesson's outputs were made from its code now; else why not."
+    "None if the lesson's outputs were made from its code (and the results files it shows) now; else why not."
     nb = json.loads(path.read_text(encoding='utf-8'))
-    rec = nb.get('metadata', {}).get(KEY, {}).get('code_hash')
-    if rec is None: return 'never executed by tools/lessons.py'
-    if rec != code_hash(nb, path.parent): return 'code (or a results file it shows) changed since its outputs were made'
+    rec, now = nb.get('metadata', {}).get(KEY, {}), hashes(nb, path.parent)
+    if 'code_hash' not in rec: return 'never executed by tools/lessons.py'
+    if rec['code_hash'] != now['code_hash']: return 'its code changed since its outputs were made'
+    if rec.get('results_hash') != now['results_hash']:
+        return 'a results file it shows (results/) changed since its outputs were made'
     return None
 
 
@@ -179,8 +195,8 @@ def _smaller_figures(nb):
                 o.get('metadata', {}).pop('image/png', None)
 
 
-def finish(nb_dict, code):
-    "The executed notebook as the bytes to commit: cleaned as `make check-clean` wants, with the code hash recorded."
+def finish(nb_dict, made_from):
+    "The executed notebook as the bytes to commit: cleaned as `make check-clean` wants, with `hashes` recorded."
     from execnb.nbio import dict2nb, nb2str
     from nbdev.clean import clean_nb
     from nbdev.config import get_config
@@ -195,7 +211,7 @@ def finish(nb_dict, code):
              cfg.clean_ids)
     nb.metadata.pop('widgets', None)     # no widget state: progress bars are off, and nothing else should need it
     nb.metadata.update(METADATA)
-    nb.metadata[KEY] = {'code_hash': code}
+    nb.metadata[KEY] = dict(made_from)
     return nb2str(nb)
 
 
@@ -205,7 +221,7 @@ def execute(path, timeout=600):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
     nb = nbformat.read(path, as_version=4)
-    code = code_hash(nb, path.parent)
+    made_from = hashes(nb, path.parent)
     cells = list(nb.cells)
     nb.cells.insert(0, nbformat.v4.new_code_cell(SETUP, id='maskcls-setup'))
     at = {'i': 0}
@@ -227,7 +243,7 @@ def execute(path, timeout=600):
         return None, time.perf_counter() - start, f'{_name(path)}: {where} raised {why}'
     secs = time.perf_counter() - start
     nb.cells.pop(0)
-    return finish(json.loads(nbformat.writes(nb)), code), secs, None
+    return finish(json.loads(nbformat.writes(nb)), made_from), secs, None
 
 
 def write_atomic(path, text):
