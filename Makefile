@@ -1,7 +1,8 @@
 # Two entry points, each does all set-up on a fresh machine:
 #   make demo   - the main job on the embedded synthetic data
 #   make test   - every check CI runs (.ci/run calls this)
-# and `make docs`, the course site in _docs/ (every notebook run as Jupyter's Run All does).
+# and `make docs`, the course site in _docs/ (every notebook run as Jupyter's Run All does), and `make lessons`,
+# which re-executes the course lessons whose code changed since their committed outputs were made.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
