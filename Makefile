@@ -1,7 +1,8 @@
 # Two entry points, each does all set-up on a fresh machine:
 #   make demo   - the main job on the embedded synthetic data
 #   make test   - every check CI runs (.ci/run calls this)
-# and `make docs`, the course site in _docs/ (the notebooks as committed, outputs included; nothing runs).
+# `make docs`, the course site in _docs/ (the notebooks as committed, outputs included; nothing runs), and
+# `make lessons`, which re-executes the course lessons whose code changed since their committed outputs were made.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.maskcls-installed
 KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
-.PHONY: demo test quick docs install browser postgres export readme clean-nbs check-clean check-export check-readme lint nbtest pytest slow gpu-wheels
+.PHONY: demo test quick docs lessons install browser postgres export readme clean-nbs check-clean check-export check-readme check-outputs lint nbtest pytest slow gpu-wheels
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +30,13 @@ demo: $(STAMP)
 	$(BIN)/maskcls demo $(DEMO_ARGS)
 
 test: $(STAMP) $(KERNEL) browser postgres
-	$(MAKE) --no-print-directory check-clean check-export check-readme lint nbtest pytest
+	$(MAKE) --no-print-directory check-clean check-export check-readme check-outputs lint nbtest pytest
+
+# the course lessons committed executed: re-run (as Jupyter's Run All) those whose code changed since their outputs;
+# `make lessons LESSONS="07 08_tta"` runs these, `make lessons LESSONS=--all` every lesson (see tools/lessons.py)
+LESSONS ?= --stale
+lessons: $(STAMP) $(KERNEL)
+	OMP_NUM_THREADS=1 $(BIN)/python tools/lessons.py $(LESSONS)
 
 # the course site from the notebooks as committed (`python tools/build_docs.py --execute` runs them first)
 docs: $(STAMP)
@@ -59,13 +66,16 @@ check-export: $(STAMP)
 # 3. README.md is nbs/index.ipynb rendered (quarto is not available, so we render it ourselves)
 check-readme: $(STAMP)
 	$(BIN)/python tools/check.py readme --check
-# 4. the code is tidy: unused imports, undefined names, imports at the top, lines <= 120 (config in pyproject.toml)
+# 4. every course lesson's committed outputs were made from its code now (`make lessons` re-executes the stale ones)
+check-outputs: $(STAMP)
+	$(BIN)/python tools/lessons.py --check
+# 5. the code is tidy: unused imports, undefined names, imports at the top, lines <= 120 (config in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check maskcls tests tools benchmarks
-# 5. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
+# 6. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
 nbtest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing
-# 6. pytest last, so the run ends on pytest's summary line
+# 7. pytest last, so the run ends on pytest's summary line
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
