@@ -255,7 +255,7 @@ def tb_runs(logdir) -> dict:
     rows = em.PluginRunToTagToContent('hparams')
     return {r: '_hparams_/session_start_info' in rows.get(r, {}) for r in sorted(em.Runs())}
 
-# %% ../nbs/engine/14_runs.ipynb #35916889
+# %% ../nbs/engine/14_runs.ipynb #c7a3cb48
 def wandb_records(path) -> list:
     "Every record of an offline `.wandb` file, as wandb's protocol buffers."
     from wandb.proto.wandb_internal_pb2 import Record
