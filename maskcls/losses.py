@@ -157,6 +157,7 @@ class ThreeHeadLoss(nn.Module):
         return sum(w * l for w, l in zip(self.weights, self.parts(out, target).values()))
 
 # %% ../nbs/05_losses.ipynb #218a7c8b
+_all_ = ['loss_from_config']   # the loss a Config describes: exported from engine/23_jobs
 LOSSES = {'ce': CrossEntropy, 'focal': FocalLoss, 'f1': SoftF1Loss, 'three_head': ThreeHeadLoss}
 
 def make_loss(name: str, **kwargs) -> nn.Module:
@@ -185,7 +186,8 @@ def age_spread() -> Tensor:
     "`(18, 18)` spread: each class's smoothing goes to the classes of the same mask and gender one age group away."
     return torch.kron(torch.eye(N_MASK * N_GENDER), ordinal_spread(N_AGE))   # age is the last digit of a class
 
-# %% ../nbs/05_losses.ipynb #53817421
+
+# %% ../nbs/engine/23_jobs.ipynb #53817421
 def _ordinal(cfg: Config, task: Task) -> dict:
     "The loss options of `cfg.age_smoothing`: a spread over the age groups where the task has them."
     if cfg.age_smoothing != 'ordinal' or cfg.loss not in ('ce', 'focal'): return {}

@@ -15,26 +15,13 @@ from torchvision.models import get_model, get_model_weights, get_weight, list_mo
 from .labels import N_MASK, N_GENDER, N_AGE, N_CLASSES, few
 
 # %% auto #0
-__all__ = ['TINY', 'HEADS', 'NORM_LAYERS', 'model_names', 'check_model_name', 'cut_classifier', 'tiny_cnn', 'ThreeHeadOutput',
-           'log_joint', 'ThreeHeads', 'class_log_probs', 'class_probs', 'MaskModel', 'resolve_weights', 'load_weights',
-           'create_model', 'freeze_backbone', 'unfreeze', 'n_params']
+__all__ = ['TINY', 'HEADS', 'NORM_LAYERS', 'cut_classifier', 'tiny_cnn', 'ThreeHeadOutput', 'log_joint', 'ThreeHeads',
+           'class_log_probs', 'class_probs', 'MaskModel', 'create_model', 'freeze_backbone', 'unfreeze', 'n_params',
+           'model_names', 'check_model_name', 'resolve_weights', 'load_weights']
 
 # %% ../nbs/04_models.ipynb #5dea7680
 TINY = 'tiny'
-_UNSUPPORTED = ('squeezenet',)   # classifier is a conv layer, not an nn.Linear
-
-def model_names() -> list[str]:
-    "Every model name `create_model` accepts: `tiny` and torchvision's classification models."
-    tv = [n for n in list_models(module=torchvision.models) if not n.startswith(_UNSUPPORTED)]
-    return [TINY] + tv
-
-def check_model_name(name: str) -> str:
-    "`name` if it is a model we can build, else a `ValueError` that suggests close matches."
-    names = model_names()
-    if name in names: return name
-    close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5)
-    hint = f'did you mean {", ".join(close)}? ' if close else ''
-    raise ValueError(f'unknown model {name!r}: {hint}`maskcls.models.model_names()` lists all {len(names)}')
+_all_ = ['model_names', 'check_model_name', 'resolve_weights', 'load_weights']   # exported from engine/26_model_files
 
 # %% ../nbs/04_models.ipynb #3d44b7fc
 def cut_classifier(model: nn.Module) -> tuple[str, int]:
@@ -111,69 +98,6 @@ class MaskModel(nn.Module):
         self.weights_info = 'random initialisation'
     def forward(self, x: Tensor): return self.head(self.backbone(x))
 
-# %% ../nbs/04_models.ipynb #3a25acc8
-_FILE_SUFFIXES = ('.pt', '.pth', '.bin', '.ckpt', '.tar')
-
-def _is_path(w) -> bool:
-    if isinstance(w, os.PathLike): return True
-    return isinstance(w, str) and ('/' in w or os.sep in w or w.endswith(_FILE_SUFFIXES) or os.path.isfile(w))
-
-def resolve_weights(name: str, weights):
-    "`None`, a torchvision weights enum, or a `Path` for `weights` given to model `name` (no download)."
-    if weights is None or (isinstance(weights, str) and weights.lower() == 'none'): return None
-    if _is_path(weights):
-        p = Path(weights).expanduser()
-        if not p.is_file(): raise FileNotFoundError(f'weights file {str(p)!r} for model {name!r} does not exist')
-        return p
-    if name == TINY:
-        raise ValueError(f'model {TINY!r} has no pretrained weights; got weights={weights!r}: use None or a file')
-    enum = get_model_weights(name)
-    if isinstance(weights, enum): return weights
-    w = str(weights)
-    if w.upper() == 'DEFAULT': return enum.DEFAULT
-    if w in enum.__members__: return enum[w]
-    if '.' in w and w.split('.')[0] == enum.__name__: return get_weight(w)
-    raise ValueError(f'unknown weights {w!r} for model {name!r}: expected None, a file, "DEFAULT" '
-                     f'or one of {[f"{enum.__name__}.{k}" for k in enum.__members__]}')
-
-# %% ../nbs/04_models.ipynb #72d0b8aa
-def _unwrap(sd: dict) -> dict:
-    "The state dict inside a checkpoint, with `module.` / `_orig_mod.` prefixes removed."
-    for k in ('model', 'state_dict', 'model_state_dict'):
-        if isinstance(sd.get(k), dict): sd = sd[k]; break
-    out = {}
-    for k, v in sd.items():
-        for pre in ('module.', '_orig_mod.'):
-            while k.startswith(pre): k = k[len(pre):]
-        out[k] = v
-    return out
-
-def load_weights(model: MaskModel, path) -> str:
-    "Load a state dict file into `model`: strict for the backbone, lenient for the head; returns a report."
-    sd = _unwrap(torch.load(path, map_location='cpu', weights_only=True))
-    if not any(k.startswith(('backbone.', 'head.')) for k in sd):        # a plain torchvision file
-        sd = {f'backbone.{k}': v for k, v in sd.items()}
-    own = model.state_dict()
-    old_head = f'backbone.{model.cut}.' if model.cut else None
-    is_head = lambda k: k.startswith('head.') or (old_head is not None and k.startswith(old_head))
-    missing = [k for k in own if k not in sd and not is_head(k)]
-    extra = [k for k in sd if k not in own and not is_head(k)]
-    shape = [f'{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}' for k in own
-             if k in sd and not is_head(k) and sd[k].shape != own[k].shape]
-    if missing or extra or shape:
-        raise ValueError(f'weights file {str(path)!r} does not fit model {model.name!r}: '
-                         + '; '.join(f'{what}: {few(sorted(ks))}' for what, ks in
-                                     (('missing', missing), ('unexpected', extra), ('wrong shape', shape)) if ks))
-    fits = lambda k: k in own and sd[k].shape == own[k].shape
-    head_own = [k for k in own if is_head(k)]
-    load_head = all(k in sd and fits(k) for k in head_own)           # the head loads whole or not at all
-    keep = {k: v for k, v in sd.items() if fits(k) and (load_head or not is_head(k))}
-    model.load_state_dict(keep, strict=False)
-    left = [k for k in sd if k not in keep]
-    info = f'loaded {len(keep)} tensors from {path}'
-    if left: info += f'; left out {len(left)} head tensors that do not fit the new head: {few(sorted(left))}'
-    return info
-
 # %% ../nbs/04_models.ipynb #3286fb66
 def create_model(name: str = 'resnet18',  # `tiny` or a torchvision model name, see `model_names()`
                  # None, a torchvision weights name ('DEFAULT', 'IMAGENET1K_V1', ...) or a file
@@ -220,3 +144,83 @@ def unfreeze(model: nn.Module) -> nn.Module:
 def n_params(model: nn.Module, trainable: bool = False) -> int:
     "Number of parameters in `model` (only those with `requires_grad` if `trainable`)."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+
+
+# %% ../nbs/engine/26_model_files.ipynb #41e25502
+_UNSUPPORTED = ('squeezenet',)   # classifier is a conv layer, not an nn.Linear
+
+def model_names() -> list[str]:
+    "Every model name `create_model` accepts: `tiny` and torchvision's classification models."
+    tv = [n for n in list_models(module=torchvision.models) if not n.startswith(_UNSUPPORTED)]
+    return [TINY] + tv
+
+def check_model_name(name: str) -> str:
+    "`name` if it is a model we can build, else a `ValueError` that suggests close matches."
+    names = model_names()
+    if name in names: return name
+    close = difflib.get_close_matches(str(name), names, n=5, cutoff=0.5)
+    hint = f'did you mean {", ".join(close)}? ' if close else ''
+    raise ValueError(f'unknown model {name!r}: {hint}`maskcls.models.model_names()` lists all {len(names)}')
+
+# %% ../nbs/engine/26_model_files.ipynb #3e2183cf
+_FILE_SUFFIXES = ('.pt', '.pth', '.bin', '.ckpt', '.tar')
+
+def _is_path(w) -> bool:
+    if isinstance(w, os.PathLike): return True
+    return isinstance(w, str) and ('/' in w or os.sep in w or w.endswith(_FILE_SUFFIXES) or os.path.isfile(w))
+
+def resolve_weights(name: str, weights):
+    "`None`, a torchvision weights enum, or a `Path` for `weights` given to model `name` (no download)."
+    if weights is None or (isinstance(weights, str) and weights.lower() == 'none'): return None
+    if _is_path(weights):
+        p = Path(weights).expanduser()
+        if not p.is_file(): raise FileNotFoundError(f'weights file {str(p)!r} for model {name!r} does not exist')
+        return p
+    if name == TINY:
+        raise ValueError(f'model {TINY!r} has no pretrained weights; got weights={weights!r}: use None or a file')
+    enum = get_model_weights(name)
+    if isinstance(weights, enum): return weights
+    w = str(weights)
+    if w.upper() == 'DEFAULT': return enum.DEFAULT
+    if w in enum.__members__: return enum[w]
+    if '.' in w and w.split('.')[0] == enum.__name__: return get_weight(w)
+    raise ValueError(f'unknown weights {w!r} for model {name!r}: expected None, a file, "DEFAULT" '
+                     f'or one of {[f"{enum.__name__}.{k}" for k in enum.__members__]}')
+
+# %% ../nbs/engine/26_model_files.ipynb #88a67b33
+def _unwrap(sd: dict) -> dict:
+    "The state dict inside a checkpoint, with `module.` / `_orig_mod.` prefixes removed."
+    for k in ('model', 'state_dict', 'model_state_dict'):
+        if isinstance(sd.get(k), dict): sd = sd[k]; break
+    out = {}
+    for k, v in sd.items():
+        for pre in ('module.', '_orig_mod.'):
+            while k.startswith(pre): k = k[len(pre):]
+        out[k] = v
+    return out
+
+def load_weights(model: MaskModel, path) -> str:
+    "Load a state dict file into `model`: strict for the backbone, lenient for the head; returns a report."
+    sd = _unwrap(torch.load(path, map_location='cpu', weights_only=True))
+    if not any(k.startswith(('backbone.', 'head.')) for k in sd):        # a plain torchvision file
+        sd = {f'backbone.{k}': v for k, v in sd.items()}
+    own = model.state_dict()
+    old_head = f'backbone.{model.cut}.' if model.cut else None
+    is_head = lambda k: k.startswith('head.') or (old_head is not None and k.startswith(old_head))
+    missing = [k for k in own if k not in sd and not is_head(k)]
+    extra = [k for k in sd if k not in own and not is_head(k)]
+    shape = [f'{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}' for k in own
+             if k in sd and not is_head(k) and sd[k].shape != own[k].shape]
+    if missing or extra or shape:
+        raise ValueError(f'weights file {str(path)!r} does not fit model {model.name!r}: '
+                         + '; '.join(f'{what}: {few(sorted(ks))}' for what, ks in
+                                     (('missing', missing), ('unexpected', extra), ('wrong shape', shape)) if ks))
+    fits = lambda k: k in own and sd[k].shape == own[k].shape
+    head_own = [k for k in own if is_head(k)]
+    load_head = all(k in sd and fits(k) for k in head_own)           # the head loads whole or not at all
+    keep = {k: v for k, v in sd.items() if fits(k) and (load_head or not is_head(k))}
+    model.load_state_dict(keep, strict=False)
+    left = [k for k in sd if k not in keep]
+    info = f'loaded {len(keep)} tensors from {path}'
+    if left: info += f'; left out {len(left)} head tensors that do not fit the new head: {few(sorted(left))}'
+    return info

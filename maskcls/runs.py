@@ -4,7 +4,7 @@
 
 # %% ../nbs/engine/14_runs.ipynb #673fa24e
 from __future__ import annotations
-import os, pickle, re, warnings
+import json, os, pickle, re, struct, time, warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from .rundir import LAST, PREV, RunDir
 # %% auto #0
 __all__ = ['save_checkpoint', 'save_last', 'resumable', 'CheckpointError', 'load_checkpoint', 'load_last', 'load_best',
            'load_run', 'check_same_config', 'scalar_tag', 'plot_confusion_small', 'write_session', 'RunLogger',
-           'write_cv_session', 'read_events', 'tb_runs']
+           'write_cv_session', 'read_events', 'tb_runs', 'wandb_records', 'wandb_history']
 
 # %% ../nbs/engine/14_runs.ipynb #09a3cdcd
 def save_checkpoint(obj, path) -> Path:
@@ -254,3 +254,32 @@ def tb_runs(logdir) -> dict:
     em = EventMultiplexer(); em.AddRunsFromDirectory(str(logdir)); em.Reload()
     rows = em.PluginRunToTagToContent('hparams')
     return {r: '_hparams_/session_start_info' in rows.get(r, {}) for r in sorted(em.Runs())}
+
+# %% ../nbs/engine/14_runs.ipynb #c7a3cb48
+def wandb_records(path) -> list:
+    "Every record of an offline `.wandb` file, as wandb's protocol buffers."
+    from wandb.proto.wandb_internal_pb2 import Record
+    data, block, pos, part, out = Path(path).read_bytes(), 32768, 7, b'', []
+    if data[:4] != b':W&B':
+        raise ValueError(f'{path} is not a .wandb file: it starts with {data[:4]!r}')
+    while pos + 7 <= len(data):
+        if block - pos % block < 7: pos += block - pos % block; continue    # a block's tail too short for a header
+        _, n, kind = struct.unpack('<IHB', data[pos:pos + 7])               # checksum, length, kind (1 whole, 4 last part)
+        if kind == 0: pos += block - pos % block; continue                  # zero padding to the block's end
+        if pos + 7 + n > len(data): break                                   # a record still being written
+        part += data[pos + 7:pos + 7 + n]; pos += 7 + n
+        if kind in (1, 4): out.append(Record.FromString(part)); part = b''
+    return out
+
+def wandb_history(run_dir, timeout: float = 30.) -> pd.DataFrame:
+    """The rows `wandb.log` wrote to the one offline W&B run in `run_dir/wandb`, one per call; waits up to `timeout`
+    seconds for wandb's background process to write the run's exit record."""
+    files = sorted((Path(run_dir) / 'wandb').glob('offline-run-*/run-*.wandb'))
+    if len(files) != 1: raise FileNotFoundError(f'{run_dir}/wandb holds {len(files)} offline runs, expected 1')
+    for _ in range(int(timeout / 0.5)):
+        recs = wandb_records(files[0])
+        if any(r.WhichOneof('record_type') == 'exit' for r in recs): break
+        time.sleep(0.5)
+    rows = [{i.key or '/'.join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+            for r in recs if r.WhichOneof('record_type') == 'history']
+    return pd.DataFrame(rows)
