@@ -21,7 +21,7 @@ __all__ = ['TINY', 'HEADS', 'NORM_LAYERS', 'cut_classifier', 'tiny_cnn', 'ThreeH
 
 # %% ../nbs/04_models.ipynb #5dea7680
 TINY = 'tiny'
-_all_ = ['model_names', 'check_model_name', 'resolve_weights', 'load_weights']   # exported from engine/26_model_files
+_all_ = ['model_names', 'check_model_name', 'resolve_weights', 'load_weights']   # exported from engine/27_model_files
 
 # %% ../nbs/04_models.ipynb #3d44b7fc
 def cut_classifier(model: nn.Module) -> tuple[str, int]:
@@ -146,7 +146,7 @@ def n_params(model: nn.Module, trainable: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 
-# %% ../nbs/engine/26_model_files.ipynb #41e25502
+# %% ../nbs/engine/27_model_files.ipynb #41e25502
 _UNSUPPORTED = ('squeezenet',)   # classifier is a conv layer, not an nn.Linear
 
 def model_names() -> list[str]:
@@ -162,7 +162,7 @@ def check_model_name(name: str) -> str:
     hint = f'did you mean {", ".join(close)}? ' if close else ''
     raise ValueError(f'unknown model {name!r}: {hint}`maskcls.models.model_names()` lists all {len(names)}')
 
-# %% ../nbs/engine/26_model_files.ipynb #3e2183cf
+# %% ../nbs/engine/27_model_files.ipynb #3e2183cf
 _FILE_SUFFIXES = ('.pt', '.pth', '.bin', '.ckpt', '.tar')
 
 def _is_path(w) -> bool:
@@ -187,7 +187,7 @@ def resolve_weights(name: str, weights):
     raise ValueError(f'unknown weights {w!r} for model {name!r}: expected None, a file, "DEFAULT" '
                      f'or one of {[f"{enum.__name__}.{k}" for k in enum.__members__]}')
 
-# %% ../nbs/engine/26_model_files.ipynb #88a67b33
+# %% ../nbs/engine/27_model_files.ipynb #88a67b33
 def _unwrap(sd: dict) -> dict:
     "The state dict inside a checkpoint, with `module.` / `_orig_mod.` prefixes removed."
     for k in ('model', 'state_dict', 'model_state_dict'):
