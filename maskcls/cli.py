@@ -25,7 +25,7 @@ def cmd_validate(a):
     except LayoutError as e: print(e, file=sys.stderr); return 1
 
 def cmd_eda(a):
-    from maskcls.eda import eda_report
+    from maskcls.eda_report import eda_report
     print(eda_report(a.data, a.out, a.old_age))
 
 def _config(a, base=None, **overrides):

@@ -13,7 +13,7 @@ import torch
 from .labels import scores
 from .layout import data_summary, eval_root, read_eval, read_train
 from .synth import make_dataset
-from .eda import write_eda
+from .eda_report import write_eda
 from .config import Config, ConfigError
 from .models import check_model_name
 from .files import new_run_dir, write_csv, write_text

@@ -4,7 +4,6 @@
 
 # %% ../nbs/02_eda.ipynb #5b8de059
 from __future__ import annotations
-import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,13 +13,10 @@ from PIL import Image
 
 from .labels import (AGE_NAMES, CLASS_NAMES, GENDER_NAMES, MASK_NAMES, N_CLASSES, OLD_AGE, YOUNG_AGE,
                             age_group, class_name, decode)
-from .files import atomic_write, new_run_dir
-from .layout import data_summary, read_train
-from .pages import figure, para, section, table, write_page
 
 # %% auto #0
 __all__ = ['class_counts', 'attribute_counts', 'plot_class_counts', 'plot_attribute_counts', 'old_counts', 'plot_age_hist',
-           'image_grid', 'class_grid', 'image_stats', 'summarize_stats', 'write_eda', 'eda_report']
+           'image_grid', 'class_grid', 'image_stats', 'summarize_stats']
 
 # %% ../nbs/02_eda.ipynb #e7c4ae71
 def class_counts(df: pd.DataFrame) -> pd.Series:
@@ -130,68 +126,3 @@ def summarize_stats(st: pd.DataFrame) -> pd.DataFrame:
     sizes = st.groupby(['width', 'height', 'mode']).size().rename('images').reset_index()
     exts = st['ext'].value_counts().rename('images').rename_axis('ext').reset_index()
     return sizes, exts
-
-# %% ../nbs/02_eda.ipynb #af0bb0c9
-def _data_name(df: pd.DataFrame) -> str:
-    "The data set's folder: the parent of `train/` above the images, else the folder all images share."
-    common = Path(os.path.commonpath([str(p) for p in df['path']])) if len(df) else Path('.')
-    return str(next((p.parent for p in (common, *common.parents) if p.name == 'train'), common))
-
-def _old_note(df: pd.DataFrame, old_age: int) -> str:
-    "What the old-age counts mean, in numbers of this data set."
-    ages = df.groupby('person')['age'].first()
-    n_old, n58 = int((ages >= OLD_AGE).sum()), int((ages >= 58).sum())
-    return (f'The official old group starts at {OLD_AGE}: {n_old} of {len(ages)} people '
-            f'({int((ages == OLD_AGE).sum())} of them exactly {OLD_AGE}, the oldest {int(ages.max())}). '
-            f'{int(ages.between(58, OLD_AGE - 1).sum())} people are 58 or 59: nobody can tell 59 from {OLD_AGE} by '
-            f'the face, so the old class is small and its border ambiguous. The well-known trick trains with the '
-            f'threshold at 58 (--old-age 58): {n58} people count as old in training, {n58 - n_old} more, so the '
-            f'model says "old" more readily near the border. The answers it is scored against keep {OLD_AGE}.'
-            + (f' This page counts age groups with the threshold at {old_age}.' if old_age != OLD_AGE else ''))
-
-def write_eda(df: pd.DataFrame, out, old_age: int = OLD_AGE,
-              name: str | None = None,   # the data set's name on the page (default: its folder)
-             ) -> dict:
-    "Write the EDA figures (PNG), tables (CSV) and an index.html under `out`; return the paths written."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    name = name or _data_name(df)
-    figs = dict(class_counts=plot_class_counts(df), attributes=plot_attribute_counts(df, old_age),
-                age_hist=plot_age_hist(df), class_grid=class_grid(df))
-    written = {}
-    for k, fig in figs.items():
-        written[k] = out / f'{k}.png'
-        with atomic_write(written[k]) as tmp: fig.savefig(tmp, dpi=90, bbox_inches='tight')
-        plt.close(fig)
-    sizes, exts = summarize_stats(image_stats(df))
-    cc, ac = class_counts(df).reset_index(), attribute_counts(df, old_age)
-    oc = old_counts(df).rename_axis('threshold').reset_index()
-    tables = dict(class_counts=cc, attribute_counts=ac, image_sizes=sizes, extensions=exts, old_counts=oc)
-    for k, t in tables.items():
-        written[k + '_csv'] = out / f'{k}.csv'
-        with atomic_write(written[k + '_csv']) as tmp: t.to_csv(tmp, index=False)
-    nz = cc['images'][cc['images'] > 0]
-    body = [section('Images per class',
-                    para(f'{len(df)} images in {N_CLASSES} classes; the largest class has {nz.max() / nz.min():.0f} '
-                         f'times the images of the smallest non-empty one.' if len(nz) else 'No images.'),
-                    figure('class_counts.png', 'Images per class, coloured by mask state'),
-                    table(cc.assign(share=cc['images'] / max(len(df), 1)))),
-            section('Mask, gender and age',
-                    figure('attributes.png', 'Images per value of each attribute, with shares'),
-                    table(ac.rename(columns=dict(image_share='image share')))),
-            section('Ages and the old-age threshold', figure('age_hist.png', "People's ages, thresholds marked"),
-                    para(_old_note(df, old_age)), table(oc)),
-            section('One photo of every class', figure('class_grid.png', 'A random photo of each class present')),
-            section('Image sizes and file types', table(sizes), table(exts))]
-    written['index'] = write_page(out / 'index.html', f'EDA of {name}: {len(df)} images, '
-                                  f'{df["person"].nunique()} people', ''.join(body),
-                                  files=[f'{k}.csv' for k in tables],
-                                  subtitle=f'Training data in {name}; old age group from {old_age}.')
-    return written
-
-# %% ../nbs/02_eda.ipynb #6af70db4
-def eda_report(root, out, old_age: int = OLD_AGE) -> str:
-    "Write the EDA of the data folder `root` into a new folder `out`: a line on the data, and where the page is."
-    df = read_train(root, old_age=old_age)
-    out = new_run_dir(out)
-    w = write_eda(df, out, old_age)
-    return f"{data_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser"

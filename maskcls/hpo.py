@@ -111,7 +111,7 @@ def check_space(space: dict, base: Config | None = None) -> dict:
     return out
 
 # %% ../nbs/12_hpo.ipynb #4c73329c
-SEARCH_SAMPLERS = ('tpe', 'random', 'grid')   # how a search picks trials (loader.SAMPLERS balance classes)
+SEARCH_SAMPLERS = ('tpe', 'random', 'grid')   # how a search picks trials (sampling.SAMPLERS balance classes)
 TPE_STARTUP = 5        # random trials before TPE starts modelling (Optuna's default is 10)
 
 def grid_space(space: dict, n: int = 3) -> dict:

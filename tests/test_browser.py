@@ -495,7 +495,7 @@ def report_pages(tmp_path_factory):
     from maskcls.reports import write_compare_report
     from maskcls.config import Config
     from maskcls.cv import run_cv
-    from maskcls.eda import write_eda
+    from maskcls.eda_report import write_eda
     from maskcls.experiments import runs_table, write_runs_page
     from maskcls.hpo_workers import tune
     from maskcls.layout import read_train

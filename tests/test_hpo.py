@@ -24,7 +24,8 @@ from maskcls.hpo_workers import STUDY_NAME, open_study, tune
 from maskcls.layout import read_train
 from maskcls.models import create_model
 from maskcls.synth import make_dataset
-from maskcls.loader import SAMPLERS, ToyBatches, toy_data
+from maskcls.loader import ToyBatches, toy_data
+from maskcls.sampling import SAMPLERS
 from maskcls.runtime import seed_everything
 from maskcls.train import Trainer, train_run
 
@@ -103,7 +104,7 @@ def test_check_space_checks_model_names():
 
 def test_search_samplers_are_not_the_class_balance_samplers():
     assert SEARCH_SAMPLERS == ('tpe', 'random', 'grid') and not hasattr(hpo, 'SAMPLERS')
-    assert 'weighted' in SAMPLERS                                  # loader.SAMPLERS: against class imbalance
+    assert 'weighted' in SAMPLERS                                  # sampling.SAMPLERS: against class imbalance
     for k in SEARCH_SAMPLERS:
         assert isinstance(make_sampler(k, dict(lr=('log', 1e-4, 1e-2))), optuna.samplers.BaseSampler)
     with pytest.raises(ValueError, match="'bayes'.*tpe"): make_sampler('bayes')

@@ -13,10 +13,10 @@ LAZY = {'__init__'}     # the public API maps names to every module, imported on
 # The order data flows in, bottom first: a module may import only modules before it. The course lessons and the
 # engine's reference notebooks interleave here (a lesson's module sits above the engine modules it uses), so the
 # order is written down once, in this list, rather than read from the notebooks' numbers.
-LAYERS = ['files', 'labels', 'progress', 'layout', 'synth', 'pages', 'eda', 'cache', 'augment', 'sampling', 'loader',
-          'models', 'losses', 'config', 'results', 'runtime', 'predict', 'rundir', 'runs', 'checkpoints', 'optim',
-          'splits', 'train', 'cv', 'suspects', 'tta', 'inference', 'pseudo', 'ensemble', 'average', 'submission',
-          'compare', 'reports', 'hpo', 'hpo_page', 'hpo_workers', 'experiments', 'jobs', 'demo', 'cli']
+LAYERS = ['files', 'labels', 'progress', 'layout', 'synth', 'pages', 'eda', 'eda_report', 'cache', 'augment',
+          'sampling', 'loader', 'models', 'losses', 'config', 'results', 'runtime', 'predict', 'rundir', 'runs',
+          'checkpoints', 'optim', 'splits', 'train', 'cv', 'suspects', 'tta', 'inference', 'pseudo', 'ensemble',
+          'average', 'submission', 'compare', 'reports', 'hpo', 'hpo_page', 'hpo_workers', 'experiments', 'jobs', 'demo', 'cli']
 
 
 def maskcls_imports(py) -> set:

@@ -8,7 +8,8 @@ import torch
 
 from maskcls.augment import light_augment, full_augment
 from maskcls.cache import build_cache
-from maskcls.loader import Loader, oversample, shuffled, undersample, weighted
+from maskcls.loader import Loader
+from maskcls.sampling import oversample, shuffled, undersample, weighted
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                           reason='needs CUDA: runs on a GPU machine with `make test` or '
