@@ -1,7 +1,7 @@
 # Two entry points, each does all set-up on a fresh machine:
 #   make demo   - the main job on the embedded synthetic data
 #   make test   - every check CI runs (.ci/run calls this)
-# `make docs`, the course site in _docs/ (the notebooks as committed, outputs included; nothing runs), and
+# Also `make lab`, JupyterLab on the course (first lesson open), `make docs`, the course site in _docs/ (the notebooks as committed, outputs included; nothing runs), and
 # `make lessons`, which re-executes the course lessons whose code changed since their committed outputs were made.
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.maskcls-installed
 KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
-.PHONY: demo test quick docs lessons install browser postgres export readme clean-nbs check-clean check-export check-readme check-outputs lint nbtest pytest slow gpu-wheels
+.PHONY: demo test quick lab docs lessons check-outputs lessons install browser postgres export readme clean-nbs check-clean check-export check-readme check-outputs lint nbtest pytest slow gpu-wheels
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(STAMP) $(KERNEL) browser postgres
 LESSONS ?= --stale
 lessons: $(STAMP) $(KERNEL)
 	OMP_NUM_THREADS=1 $(BIN)/python tools/lessons.py $(LESSONS)
+
+# JupyterLab on the course, the first lesson open (the lessons are committed executed: nothing needs to run first)
+lab: $(STAMP) $(KERNEL)
+	$(BIN)/jupyter lab nbs/01_competition.ipynb
 
 # the course site from the notebooks as committed (`python tools/build_docs.py --execute` runs them first)
 docs: $(STAMP)

@@ -7,7 +7,7 @@ nbdev's own README step needs quarto, which this project cannot install, so READ
 rendered here from nbs/index.ipynb: markdown cells verbatim, code cells as fenced python
 with their text outputs, `#| hide` cells left out and `#|` directives stripped.
 """
-import argparse, hashlib, json, subprocess, sys
+import argparse, hashlib, json, re, subprocess, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +46,18 @@ def _outputs(cell):
     return out
 
 
+def _links_from_root(md):
+    "Links in nbs/index.ipynb are relative to nbs/ (as the site needs); README.md sits one folder up."
+    return re.sub(r'\]\((?![a-z]+:|#|/)([^)\s]+)\)', r'](nbs/\1)', md)
+
+
 def render_readme(nb_path):
     nb = json.loads(Path(nb_path).read_text(encoding='utf-8'))
     parts = []
     for cell in nb['cells']:
         src = _src(cell)
         if cell['cell_type'] == 'markdown':
-            parts.append(src.strip())
+            parts.append(_links_from_root(src.strip()))
         elif cell['cell_type'] == 'code':
             lines = src.splitlines()
             flags = [l for l in lines if l.startswith('#|')]
