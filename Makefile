@@ -1,8 +1,9 @@
 # Two entry points, each does all set-up on a fresh machine:
 #   make demo   - the main job on the embedded synthetic data
 #   make test   - every check CI runs (.ci/run calls this)
-# Also `make lab`, JupyterLab on the course (first lesson open), `make docs`, the course site in _docs/ (the notebooks as committed, outputs included; nothing runs), and
-# `make lessons`, which re-executes the course lessons whose code changed since their committed outputs were made.
+# Also: `make lab`, JupyterLab on the course (first lesson open); `make docs`, the course site in _docs/ (the
+# notebooks as committed, outputs included; nothing runs); `make lessons`, which re-executes the course lessons
+# whose code changed since their committed outputs were made.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.maskcls-installed
 KERNEL := $(VENV)/.maskcls-kernel
 DEMO_ARGS ?=
 
-.PHONY: demo test quick lab docs lessons check-outputs lessons install browser postgres export readme clean-nbs check-clean check-export check-readme check-outputs lint nbtest pytest slow gpu-wheels
+.PHONY: demo test quick lab docs lessons install browser postgres export readme clean-nbs check-clean check-export check-readme check-outputs lint nbtest pytest slow gpu-wheels
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
