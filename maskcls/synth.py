@@ -19,7 +19,10 @@ from .labels import MASK_STEMS, Mask, age_group, encode, gender_from_str
 from .layout import GENDER_FIXES, MASK_SWAP_IDS
 
 # %% auto #0
-__all__ = ['W', 'H', 'STEMS', 'RACE', 'FEMALE_P', 'EXT_P', 'AGE_P', 'SKIN', 'HAIR', 'GREY_HAIR', 'ACCESSORY', 'MASK_COLOURS', 'MASK_KINDS', 'PATTERNS', 'NOISE_COLUMNS', 'APPLEDOUBLE', 'DS_STORE', 'age_cues', 'gender_cues', 'sample_people', 'sample_mask', 'sample_masks', 'draw_face', 'person_photos', 'add_label_noise', 'eval_ids', 'make_dataset', 'toy_people']
+__all__ = ['W', 'H', 'STEMS', 'RACE', 'FEMALE_P', 'EXT_P', 'AGE_P', 'SKIN', 'HAIR', 'GREY_HAIR', 'ACCESSORY', 'MASK_COLOURS',
+           'MASK_KINDS', 'PATTERNS', 'NOISE_COLUMNS', 'APPLEDOUBLE', 'DS_STORE', 'age_cues', 'gender_cues',
+           'sample_people', 'sample_mask', 'sample_masks', 'draw_face', 'person_photos', 'add_label_noise', 'eval_ids',
+           'make_dataset']
 
 # %% ../nbs/engine/04_synth.ipynb #d8473b61
 W, H = 384, 512                     # image width and height, as in the competition
@@ -656,7 +659,8 @@ def make_dataset(out, people: int = 300, eval_people: int | None = None, seed: i
     res.update(seed=seed, workers=workers, seconds=round(time.perf_counter() - t0, 2))
     return res
 
-# %% ../nbs/09_ensembles.ipynb #84b06108
+
+# %% ../nbs/09_ensembles.ipynb #65ebb933
 def toy_people(n_people, seed=0):
     """Tabular stand-in for the photos: per image, noisy mask, gender and age cues and 3 noise
     features."""
