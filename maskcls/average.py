@@ -220,7 +220,7 @@ def average_folder(path, df: pd.DataFrame, out,  # a run or CV folder, the data 
 
 # %% ../nbs/11_averaging.ipynb #75b90c84
 def average_report(run, out=None, top: int | None = None, swa: int | None = None, bn: bool = True, device=None,
-                   cache_dir=None, data=None, say=print) -> str:
+                   cache_dir=None, data=None, say=print, progress: bool = True) -> str:
     "Average the checkpoints of the run or CV folder `run` into `out` (default: beside it): the scores, and what next."
     dirs = run_dirs(run)
     cfg = RunDir(dirs[0]).config()
@@ -232,7 +232,7 @@ def average_report(run, out=None, top: int | None = None, swa: int | None = None
     say(f"averaging {what} of {len(dirs)} run(s) in {run}" + (' (each fold)' if dirs != [Path(run)] else ''))
     res = average_folder(run, read_data(cfg.data, cfg.task, fix_labels=cfg.fix_labels)[0], out,
                          top=None if swa is not None else top, swa=swa, bn=bn, device=device, cache_dir=cache_dir,
-                         data=data)
+                         data=data, progress=progress)
     t = res['runs'][['method', 'best_single_f1', 'valid_f1_bn_averaged', 'valid_f1_bn_recomputed']]
     text = ('validation macro F1 (each run on its own validation people):\n'
             + t.rename(columns=dict(best_single_f1='best single', valid_f1_bn_averaged='averaged, BN averaged',

@@ -658,3 +658,22 @@ def make_dataset(out, people: int = 300, eval_people: int | None = None, seed: i
     assert n_images == planned, f'wrote {n_images} images, planned {planned}'
     res.update(seed=seed, workers=workers, seconds=round(time.perf_counter() - t0, 2))
     return res
+
+
+# %% ../nbs/09_ensembles.ipynb #65ebb933
+def toy_people(n_people, seed=0):
+    """Tabular stand-in for the photos: per image, noisy mask, gender and age cues and 3 noise
+    features."""
+    r = np.random.default_rng(seed)
+    g = r.integers(0, 2, n_people)
+    age = np.where(r.random(n_people) < .1, 60, r.integers(18, 60, n_people))
+    look_g, look_a = r.normal(0, .8, n_people), r.normal(0, 5, n_people)    # each person's own look
+    # 5 masks, 1 incorrect, 1 none
+    m = np.tile([0, 0, 0, 0, 0, 1, 2], n_people)
+    pid = np.repeat(np.arange(n_people), 7)
+    n = len(m)
+    X = np.c_[np.eye(3)[m] * 1.5 + r.normal(0, .7, (n, 3)),
+              (g * 1.5 + look_g)[pid, None] + r.normal(0, .5, (n, 2)),
+              (age + look_a)[pid, None] / 10 + r.normal(0, .2, (n, 2)),
+              r.normal(0, 1, (n, 3))]
+    return X, encode(m, g[pid], age_group(age[pid])), pid
