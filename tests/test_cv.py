@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from maskcls.cv import PROB_COLS, run_cv
+from maskcls.cv import run_cv
+from maskcls.labels import PROB_COLS
 from maskcls.rundir import read_oof
 from maskcls.splits import fold_balance, image_fold, person_folds
 from maskcls.layout import read_train
