@@ -149,3 +149,14 @@ def test_stats_counts_as_share_py(tmp_path):
     table = lessons.stats(lessons.lessons(tmp_path), tmp_path / 'results' / 'run_all_seconds.csv')
     assert '| 01_a | 6 | 4 | 3 | 75% | 12 |' in table
     assert '| **total** | 6 | 4 | 3 | 75% | 12 |' in table and '2 CPU(s)' in table
+
+
+def test_styler_ids_numbered_in_page_order():
+    nb = {'cells': [{'cell_type': 'code', 'outputs': [{'output_type': 'display_data', 'data': {'text/html':
+          '<style>#T_53e43_row0_col0 {color: red}</style><table id="T_53e43"><td id="T_53e43_row0_col0">1</td>'}}]},
+          {'cell_type': 'code', 'outputs': [{'output_type': 'execute_result', 'data': {'text/html':
+          '<table id="T_a1b2c">x</table><table id="T_53e43">y</table>'}}]}]}
+    lessons._tidy_outputs(nb)
+    assert nb['cells'][0]['outputs'][0]['data']['text/html'] == \
+        '<style>#T_00001_row0_col0 {color: red}</style><table id="T_00001"><td id="T_00001_row0_col0">1</td>'
+    assert nb['cells'][1]['outputs'][0]['data']['text/html'] == '<table id="T_00002">x</table><table id="T_00001">y</table>'

@@ -15,7 +15,8 @@ exactly as a student's Run All. What a committed notebook must not carry is left
   own matplotlib settings; a PNG over 100 kB that JPEG (quality 85) halves, a grid of photographs, is kept as JPEG.
 - Execution counts, timings and other metadata: the result goes through `nbdev_clean` and tools/clean_nbs.py,
   so `make check-clean` finds nothing to change. Memory addresses (`<... at 0x7f...>`) go with them (nbdev's
-  `clean_ids`), and the random names of temporary folders (`/tmp/tmpab12_x9z`) become `/tmp/tmpXXXXXXXX`.
+  `clean_ids`), and the random names of temporary folders (`/tmp/tmpab12_x9z`) become `/tmp/tmpXXXXXXXX`;
+  pandas Styler tables' random ids (`T_53e43`) are numbered in page order (`T_00001`).
 
 So re-executing an unchanged lesson writes the same bytes. Each executed lesson records in its metadata
 (`maskcls.code_hash`) a hash of its code cells' sources (trailing spaces and blank edges ignored, so cleaning
@@ -146,13 +147,19 @@ def _tidy(text):
     return TMP_NAME.sub(lambda m: m[1] + '/tmpXXXXXXXX', text)
 
 
+STYLER_ID = re.compile(r'\bT_([0-9a-f]{5})(?=[_"\s{.:,])')    # pandas Styler's random table id (uuid4, 5 hex digits)
+
+
 def _tidy_outputs(nb):
-    "Temporary folders' random names out of every text output."
+    "Temporary folders' random names out of every text output; pandas Styler ids numbered in page order."
+    ids = {}
+    def styler_id(m): return 'T_' + ids.setdefault(m[1], f'{len(ids) + 1:05d}')
     for c in nb['cells']:
         for o in c.get('outputs', []):
             if 'text' in o: o['text'] = _tidy(_src({'source': o['text']}))
             for k, v in o.get('data', {}).items():
                 if k.startswith('text/'): o['data'][k] = _tidy(''.join(v) if isinstance(v, list) else v)
+                if k == 'text/html': o['data'][k] = STYLER_ID.sub(styler_id, o['data'][k])
 
 
 def _merge_streams(nb):
