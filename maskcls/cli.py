@@ -97,7 +97,8 @@ def cmd_suspects(a):
     from maskcls.jobs import suspects_files
     print(suspects_files(a.cv, a.out, n=a.top, method=a.method, adjust=not a.no_thresholds,
                          attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline,
-                         write_fixed_to=a.write_fixed, fix=_names(a.fix), min_score=a.min_score, data=a.data))
+                         write_fixed_to=a.write_fixed, fix=_names(a.fix), min_score=a.min_score, data=a.data,
+                         group=a.group))
 
 def cmd_demo(a):
     from maskcls.demo import DEMO_PRESETS, run_demo
@@ -231,7 +232,9 @@ def _suspects_args(p):
           ('--fix', str, 'mask_swap', f"kinds of flagged labels the copy corrects, comma-separated, of "
                                       f"{','.join(FIXABLE)}"),
           ('--min-score', float, 0.5, 'correct only flagged labels scored at least this'),
-          ('--data', Path, None, "the data folder the CV ran on (default: the one in the CV folder's config.yaml)"))
+          ('--data', Path, None, "the data folder the CV ran on (default: the one in the CV folder's config.yaml)"),
+          ('--group', str, None, 'ImageFolder CVs: rank groups of images by a column of oof.csv, or by the group column '
+                                 'of a CSV file path,group (default: each image alone)'))
 
 def _int_list(s: str) -> list:
     try: return [int(x) for x in s.split(',')]

@@ -9,7 +9,7 @@ from .config import Config
 
 # %% auto #0
 __all__ = ['read_table', 'resume_config', 'train_job', 'cv_job', 'hpo_job', 'command_fault', 'predict_files', 'suspects_files',
-           'pseudo_files']
+           'folder_suspects_files', 'pseudo_files']
 
 # %% ../nbs/engine/23_jobs.ipynb #f712d747
 def read_table(cfg: Config):
@@ -167,11 +167,15 @@ def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adju
                    write_fixed_to=None,          # also write a corrected copy of the data into this new folder
                    fix=('mask_swap',), min_score: float = 0.5,
                    data=None,                    # the data folder of the CV (default: the one its config.yaml names)
+                   group=None,                   # ImageFolder tasks: a column of oof.csv or a CSV path,group
                   ) -> str:
     "Rank the people of the CV folder `cv` into the new folder `out`, and fix a copy; what `maskcls suspects` prints."
     from maskcls.files import new_run_dir
     from maskcls.rundir import CVDir
     from maskcls.reports import write_fixed, write_suspects
+    if Path(cv).is_dir() and not CVDir(cv).task().attributes:    # an ImageFolder task: images (or groups) of images
+        return folder_suspects_files(cv, out, n, method, adjust, baseline, write_fixed_to, min_score, data, group)
+    if group: raise ValueError(f'--group {group}: {cv} is a CV of the competition layout, which groups by person')
     fixed = Path(write_fixed_to) if write_fixed_to else None
     if fixed and fixed.exists():      # before any work: the copy never overwrites
         raise FileExistsError(f'{fixed} already exists: --write-fixed writes a new folder; choose another')
@@ -187,6 +191,31 @@ def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adju
         fixes = write_fixed(data, w['units'], fixed, fix, min_score)
         lines.append(f"corrected copy of {data} in {fixed}/ ({len(fixes)} fixes, listed in "
                      f"{fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {fixed}")
+    return '\n'.join(lines)
+
+# %% ../nbs/engine/23_jobs.ipynb #f912ba2a
+def folder_suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
+                          baseline: bool = False, write_fixed_to=None, min_score: float = 0.5, data=None,
+                          group=None) -> str:
+    "`suspects_files` for a CV of an ImageFolder task: images (or groups) ranked, and a corrected copy of the tree."
+    from maskcls.files import new_run_dir, write_csv
+    from maskcls.rundir import CVDir
+    from maskcls.reports import check_folder_copy, write_folder_fixed, write_folder_suspects
+    if write_fixed_to:                # before any work: the copy never overwrites, never goes inside the data
+        if data is None:
+            f = CVDir(cv).config_file
+            if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
+            data = CVDir(cv).config().data
+        check_folder_copy(data, write_fixed_to)
+    out = new_run_dir(out)
+    w = write_folder_suspects(cv, out, n=n, method=method, adjust=adjust, group=group, baseline=baseline)
+    lines = [f"{len(w['people'])} {w['what']} ranked, {w['flagged']} flagged by confident learning: "
+             f"{out / 'suspects.csv'}; images of the top {min(n, len(w['people']))}: {w['page']} (open it in a browser)"]
+    if write_fixed_to:
+        moves = write_folder_fixed(data, w['units'], write_fixed_to, min_score)
+        write_csv(moves, out / 'fixes.csv', index=False)
+        lines.append(f"corrected copy of {data} in {write_fixed_to}/ ({len(moves)} flagged images in the folder of their "
+                     f"suspected class, listed in {out / 'fixes.csv'}); train on it: maskcls cv --data {write_fixed_to}")
     return '\n'.join(lines)
 
 # %% ../nbs/engine/23_jobs.ipynb #f7f6099c

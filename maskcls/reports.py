@@ -15,18 +15,19 @@ from PIL import Image
 from . import __version__
 from .labels import ATTRIBUTES, MASK_STEMS, N_CLASSES, decode, few
 from .files import atomic_write, new_run_dir, save_figure, write_csv, write_text
-from .layout import eval_root, find_train_root, is_junk
+from .layout import eval_root, find_train_root, is_junk, read_image_folder
 from .pages import Html, figure, link, para, section, table, write_page
-from .rundir import CVDir, RunDir, run_dirs
+from .rundir import CVDir, RunDir, read_oof, run_dirs
 from .inference import predict_dir
-from .suspects import baseline_suspects, find_suspects, fixes_from, load_oof
+from .suspects import baseline_suspects, find_suspects, fixes_from, folder_suspects, load_oof
 from .pseudo import DEFAULT_THRESHOLDS, check_thresholds, select_pseudo
 from .submission import find_images, source_name
 from .compare import class_crosstab, compare_summary, pair_table, plot_disagreements
 
 # %% auto #0
-__all__ = ['SUMMARY_LABELS', 'thumbnail', 'plot_suspects', 'write_suspects_page', 'write_suspects', 'write_fixed', 'pseudo_table',
-           'pseudo_summary', 'plot_confidence', 'make_pseudo', 'summary_table', 'write_compare_report']
+__all__ = ['SUMMARY_LABELS', 'thumbnail', 'plot_suspects', 'write_suspects_page', 'write_suspects', 'write_fixed', 'group_column',
+           'write_folder_suspects', 'check_folder_copy', 'write_folder_fixed', 'pseudo_table', 'pseudo_summary',
+           'plot_confidence', 'make_pseudo', 'summary_table', 'write_compare_report']
 
 # %% ../nbs/engine/26_reports.ipynb #b0566488
 def _photos(oof: pd.DataFrame, person: str) -> list:
@@ -151,6 +152,107 @@ def write_fixed(data, units: pd.DataFrame, out, attributes=('mask_swap',), min_s
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return fixes
+
+# %% ../nbs/engine/26_reports.ipynb #a936b200
+def group_column(oof: pd.DataFrame, group, source='oof.csv') -> pd.Series | None:
+    "The group of each row of `oof`: None (each image alone), a column of `oof`, or the `group` of a CSV `path,group`."
+    if not group: return None
+    if group in oof.columns: return oof[group].astype(str)
+    f = Path(group)
+    cols = ', '.join(c for c in oof.columns if not (c[:1] == 'p' and c[1:].isdigit()))
+    if f.suffix.lower() != '.csv' or not f.is_file():
+        raise ValueError(f'--group {group}: neither a column of {source} ({cols}) nor a CSV file with columns path,group')
+    t = pd.read_csv(f, dtype=str, keep_default_na=False)
+    if not {'path', 'group'} <= set(t.columns):
+        raise ValueError(f'{f}: expected the columns path,group (a group per image), got {list(t.columns)}')
+    full = lambda p, base: os.path.realpath(p if os.path.isabs(p) else base / p)
+    of = dict(zip((full(p, f.parent) for p in t['path']), t['group']))
+    g = pd.Series([of.get(full(p, Path.cwd())) for p in oof['path']], index=oof.index)
+    if g.isna().any():
+        raise ValueError(f'{f}: {int(g.isna().sum())} images of {source} have no group, e.g. '
+                         f'{oof["path"][g.isna()].iloc[0]}: give every image a row path,group')
+    return g
+
+def write_folder_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
+                          group=None, baseline: bool = False) -> dict:
+    "Rank the images (or groups) of an ImageFolder CV folder `cv`; write suspects.csv, units.csv and index.html."
+    oof, task = read_oof(cv)
+    if baseline: method, adjust = 'self_confidence', False
+    g = group_column(oof, group, CVDir(cv).oof_file)
+    if g is not None: oof = oof.assign(_group=g.to_numpy())
+    ranked, units = folder_suspects(oof, task, method, adjust, '_group' if g is not None else None)
+    shown = units[units['group'].isin(set(ranked['group'].iloc[:n]))]
+    gone = [p for p in shown['photo'] if not Path(p).exists()]
+    if gone:
+        raise FileNotFoundError(f'{len(gone)} images named in {CVDir(cv).oof_file} are missing, e.g. {gone[0]}: run '
+                                'from the folder the CV ran in (its paths may be relative), or restore the data')
+    out = Path(out); (out / 'thumbs').mkdir(parents=True, exist_ok=True)
+    write_csv(ranked, out / 'suspects.csv', index=False)
+    write_csv(units, out / 'units.csv', index=False)
+    what = 'groups' if g is not None else 'images'
+    rows = []
+    for row in ranked.iloc[:n].itertuples():
+        figs = []
+        for i, u in enumerate(shown[shown['group'] == row.group].itertuples()):
+            t = thumbnail(u.photo, out / 'thumbs' / f'{row.rank:04d}_{i:03d}.jpg')
+            ring = ' style="outline:3px solid #c33"' if u.issue or u.photo == row.photo else ''
+            cap = html.escape(f'{Path(u.photo).name}: {u.given} -> {u.predicted}')
+            figs.append(f'<figure style="display:inline-block;margin:2px"><img src="thumbs/{html.escape(t.name)}" '
+                        f'height="96"{ring} alt="{html.escape(Path(u.photo).name)}"><figcaption>{cap}</figcaption>'
+                        '</figure>')
+        rows.append(dict(rank=row.rank, **({'group': row.group} if g is not None else {}),
+                         image=Path(row.photo).name, given=row.given, predicted=row.predicted,
+                         confidence=row.confidence, score=row.score, flagged='yes' if row.issue else '',
+                         **{'images (red: the suspicious ones)': Html(''.join(figs))}))
+    flagged = int((ranked['issues'] > 0).sum())
+    how = 'self-confidence, no thresholds' if not adjust and method == 'self_confidence' else (
+        method + ', class thresholds' * adjust)
+    about = (f'CV folder {cv}: {len(oof)} images of {task.n_classes} classes ({few(task.classes, 5)}); ranking: {how}; '
+             f'{flagged} {what} flagged by confident learning.')
+    body = (para(about) + para(f'All {len(ranked)} {what}, ranked, are in suspects.csv; every image judged is in '
+                                'units.csv. Click a column header to sort.')
+            + section(f'The {min(n, len(ranked))} most suspicious {what}', table(pd.DataFrame(rows))))
+    page = write_page(out / 'index.html', 'Label suspects', body, files=('suspects.csv', 'units.csv'),
+                      subtitle=f'{len(ranked)} {what} judged on their out-of-fold predictions')
+    return dict(people=ranked, units=units, page=page, flagged=flagged, what=what)
+
+# %% ../nbs/engine/26_reports.ipynb #f1483662
+def check_folder_copy(data, out) -> Path:
+    "`out` as the place of a corrected copy of the ImageFolder tree `data`: new or empty, and outside `data`."
+    data, out = Path(data), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f'{out} already exists and is not empty: --write-fixed writes a new folder; choose another')
+    if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
+        raise ValueError(f'{out} is inside the data folder {data}: write the corrected copy outside it')
+    return out
+
+def write_folder_fixed(data, units: pd.DataFrame, out, min_score: float = 0.5) -> pd.DataFrame:
+    """A new ImageFolder tree `out` of links to the images of `data`, the flagged images of `units` (scored at least
+    `min_score`) in the folder of their suspected class; the original is only read. Returns the moves."""
+    data, out = Path(data), check_folder_copy(data, out)
+    df = read_image_folder(data)
+    fix = units[units['issue'] & (units['score'] >= min_score)]
+    move = dict(zip(fix['photo'].map(os.path.realpath), fix['predicted']))
+    real = df['path'].map(os.path.realpath)
+    unknown = set(move) - set(real)
+    if unknown: raise ValueError(f'images {few(sorted(unknown), 2)} are not in {data}: pass the data folder the CV ran on')
+    df = df.assign(real=real, to=[move.get(r, c) for r, c in zip(real, df['class_name'])])
+    df = df.sort_values('to', key=lambda s: s != df['class_name'], kind='stable')    # the images that stay first
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, rows = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent)), []
+    try:
+        for r in df.itertuples():
+            dest = tmp / r.to / Path(*Path(r.path).relative_to(data).parts[1:])
+            if dest.is_symlink(): dest = dest.with_name(f'{r.class_name}_{dest.name}')   # a name the class had
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(r.real, dest)
+            if r.to != r.class_name:
+                rows.append(dict(image=r.path, given=r.class_name, fixed=r.to, copy=str(out / dest.relative_to(tmp))))
+        if out.exists(): out.rmdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+    return pd.DataFrame(rows, columns=['image', 'given', 'fixed', 'copy'])
 
 # %% ../nbs/engine/26_reports.ipynb #10617b12
 def pseudo_table(df: pd.DataFrame, probs, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
