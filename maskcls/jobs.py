@@ -193,7 +193,7 @@ def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adju
                      f"{fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {fixed}")
     return '\n'.join(lines)
 
-# %% ../nbs/engine/23_jobs.ipynb #f912ba2a
+# %% ../nbs/engine/23_jobs.ipynb #40e571d3
 def folder_suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
                           baseline: bool = False, write_fixed_to=None, min_score: float = 0.5, data=None,
                           group=None) -> str:

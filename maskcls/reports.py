@@ -153,7 +153,7 @@ def write_fixed(data, units: pd.DataFrame, out, attributes=('mask_swap',), min_s
         shutil.rmtree(tmp, ignore_errors=True); raise
     return fixes
 
-# %% ../nbs/engine/26_reports.ipynb #a936b200
+# %% ../nbs/engine/26_reports.ipynb #f90dce1e
 def group_column(oof: pd.DataFrame, group, source='oof.csv') -> pd.Series | None:
     "The group of each row of `oof`: None (each image alone), a column of `oof`, or the `group` of a CSV `path,group`."
     if not group: return None
@@ -216,7 +216,7 @@ def write_folder_suspects(cv, out, n: int = 50, method: str = 'normalized_margin
                       subtitle=f'{len(ranked)} {what} judged on their out-of-fold predictions')
     return dict(people=ranked, units=units, page=page, flagged=flagged, what=what)
 
-# %% ../nbs/engine/26_reports.ipynb #f1483662
+# %% ../nbs/engine/26_reports.ipynb #98058c65
 def check_folder_copy(data, out) -> Path:
     "`out` as the place of a corrected copy of the ImageFolder tree `data`: new or empty, and outside `data`."
     data, out = Path(data), Path(out)

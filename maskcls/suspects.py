@@ -160,7 +160,7 @@ def right_fixes(fixes: pd.DataFrame, data) -> int:
     kind = dict(zip(noise['person'], noise['kind'].map({'gender': 'gender', 'mask': 'mask_swap'})))
     return int((fixes['person'].map(kind) == fixes['attribute']).sum())
 
-# %% ../nbs/14_label_review.ipynb #bcc58de0
+# %% ../nbs/14_label_review.ipynb #6002d6b0
 def folder_suspects(oof: pd.DataFrame, task, method: str = 'normalized_margin', adjust: bool = True,
                     group=None) -> tuple[pd.DataFrame, pd.DataFrame]:   # group: a column of `oof`, or None (images)
     """Groups of images (each image its own group unless `group` names a column) ranked most suspicious first, by their

@@ -1,0 +1,107 @@
+"""The review tools on any ImageFolder tree, through `maskcls.cli.main`: `suspects` (page, CSV, corrected copy,
+groups), with the tree's own class names throughout; bad input answered in one line."""
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from maskcls.cli import main
+from maskcls.layout import read_data
+from conftest import SHAPES, tree_digest, write_shapes
+
+TINY = ['--model', 'tiny', '--img-size', '32', '32', '--batch-size', '16', '--no-tensorboard', '--top-k', '1',
+        '--device', 'cpu', '--workers', '0']
+MOVED = {'circle/circle_000.png': 'square', 'triangle/triangle_001.png': 'cross'}   # planted label errors
+
+
+@pytest.fixture(scope='module')
+def work(tmp_path_factory):
+    "A 4-class tree of 12 images each with two images in a wrong class folder, and a 2-fold CV of the tiny CNN."
+    d = tmp_path_factory.mktemp('folder')
+    torch.set_num_threads(1)
+    write_shapes(d / 'shapes', 12, seed=0)
+    for rel, to in MOVED.items(): (d / 'shapes' / rel).rename(d / 'shapes' / to / rel.split('/')[1])
+    assert main(['cv', '--data', str(d / 'shapes'), '--folds', '2', '--epochs', '3', '--out', str(d / 'cv'),
+                 '--cache-dir', str(d / 'cache'), *TINY]) == 0
+    return d
+
+
+def test_suspects_ranks_images_with_the_trees_class_names(work, capsys):
+    d = work
+    capsys.readouterr()
+    assert main(['suspects', '--cv', str(d / 'cv'), '--out', str(d / 'sus'), '--top', '5']) == 0
+    out = capsys.readouterr().out
+    assert '48 images ranked' in out and 'flagged by confident learning' in out and 'index.html' in out, out
+    s = pd.read_csv(d / 'sus' / 'suspects.csv')
+    assert len(s) == 48 and s['rank'].tolist() == list(range(1, 49)) and s['score'].is_monotonic_decreasing
+    assert set(s['given']) == set(SHAPES) and set(s['predicted']) <= set(SHAPES)
+    page = (d / 'sus' / 'index.html').read_text()
+    assert 'Label suspects' in page and 'circle' in page and 'gender' not in page.lower()
+    assert len(list((d / 'sus' / 'thumbs').glob('*.jpg'))) == 5
+    u = pd.read_csv(d / 'sus' / 'units.csv')
+    assert len(u) == 48 and u['issue'].sum() == (s['issues'] > 0).sum()
+
+
+def test_suspects_groups_by_a_column_or_a_file(work, capsys, tmp_path):
+    d = work
+    assert main(['suspects', '--cv', str(d / 'cv'), '--out', str(tmp_path / 'g'), '--group', 'fold']) == 0
+    assert '2 groups ranked' in capsys.readouterr().out
+    df, _ = read_data(d / 'shapes')
+    groups = df.assign(group=df['class_name'])[['path', 'group']]
+    groups.to_csv(tmp_path / 'groups.csv', index=False)
+    assert main(['suspects', '--cv', str(d / 'cv'), '--out', str(tmp_path / 'g2'), '--group',
+                 str(tmp_path / 'groups.csv')]) == 0
+    s = pd.read_csv(tmp_path / 'g2' / 'suspects.csv')
+    assert sorted(s['group']) == SHAPES and s['images'].sum() == 48
+    for bad, says in (('nope', 'neither a column of'), (str(tmp_path / 'groups.csv'), 'have no group')):
+        if bad != 'nope': groups.iloc[1:].to_csv(tmp_path / 'groups.csv', index=False)
+        assert main(['suspects', '--cv', str(d / 'cv'), '--out', str(tmp_path / 'g3'), '--group', bad]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_write_fixed_moves_flagged_images_and_never_touches_the_original(work, capsys, tmp_path):
+    d = work
+    before = tree_digest(d / 'shapes')
+    assert main(['suspects', '--cv', str(d / 'cv'), '--out', str(tmp_path / 's'), '--write-fixed',
+                 str(tmp_path / 'fixed'), '--min-score', '0']) == 0
+    out = capsys.readouterr().out
+    assert 'corrected copy of' in out and 'maskcls cv --data' in out, out
+    assert tree_digest(d / 'shapes') == before                       # the original is only read
+    fixes = pd.read_csv(tmp_path / 's' / 'fixes.csv')
+    units = pd.read_csv(tmp_path / 's' / 'units.csv')
+    assert len(fixes) == units['issue'].sum()
+    fixed, task = read_data(tmp_path / 'fixed')
+    assert len(fixed) == 48 and list(task.classes) == SHAPES
+    for r in fixes.itertuples():                                     # each flagged image in its suspected class
+        assert (tmp_path / 'fixed').joinpath(r.copy.split('fixed/', 1)[1]).parent.name == r.fixed
+    # refused in one line, before any work: an existing non-empty folder, a folder inside the data
+    for target, says in ((tmp_path / 'fixed', 'not empty'), (d / 'shapes' / 'fixed', 'inside the data folder')):
+        assert main(['suspects', '--cv', str(d / 'cv'), '--out', str(tmp_path / 'r'), '--write-fixed',
+                     str(target)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and str(target) in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / 'r').exists()
+    assert tree_digest(d / 'shapes') == before
+
+
+def test_suspects_group_is_refused_for_the_competition(work, capsys, tmp_path):
+    "A folder of copies of the CV with the competition's task recorded: --group names the fix."
+    d = work
+    c = tmp_path / 'comp'
+    shutil.copytree(d / 'cv', c)
+    (c / 'task.json').unlink()                     # no task.json: the competition's (older runs)
+    assert main(['suspects', '--cv', str(c), '--out', str(tmp_path / 'o'), '--group', 'fold']) == 2
+    assert 'groups by person' in capsys.readouterr().err
+
+
+def test_planted_errors_rank_high(work, capsys, tmp_path):
+    "The two images moved into a wrong class folder are among the top few suspects, their true class suspected."
+    d = work
+    assert main(['suspects', '--cv', str(d / 'cv'), '--out', str(tmp_path / 's')]) == 0
+    s = pd.read_csv(tmp_path / 's' / 'suspects.csv')
+    for rel, to in MOVED.items():
+        row = s[s['photo'].str.endswith(rel.split('/')[1])].iloc[0]
+        assert row['given'] == to and row['rank'] <= 6, row
+        assert row['predicted'] == rel.split('/')[0] and row['issue'], row
