@@ -67,7 +67,12 @@ def cmd_ensemble(a):
     if not a.files:
         raise ValueError('no member files: give prediction files or submissions, or --compose MASK GENDER AGE')
     w = [float(x) for x in a.weights.split(',')] if a.weights else None
-    print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info))
+    n = None
+    if a.task:                                       # the classes a run or CV folder recorded
+        from maskcls.rundir import Folder
+        if not a.task.is_dir(): raise FileNotFoundError(f'--task {a.task}: not a folder; pass a run or CV folder')
+        n = Folder(a.task).task().n_classes
+    print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info, n))
 
 def cmd_pseudo(a):
     from maskcls.jobs import pseudo_files
@@ -200,6 +205,8 @@ def _ensemble_args(p):
            dict(nargs='+')),
           ('--info', Path, None, 'eval/info.csv: rows in its order, and a submission is written (default: none, rows '
                                  'as read)'),
+          ('--task', Path, None, "a run or CV folder of the members: answers are its task's classes (default: the "
+                                 "prediction files' columns, else the competition's 18)"),
           ('--out', Path, ..., 'output file'))
 
 def _pseudo_args(p):

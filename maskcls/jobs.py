@@ -144,7 +144,7 @@ def predict_files(run,                  # a run folder, or a CV folder (its fold
         return '\n'.join(lines)
     if info is not None:
         sub = out.with_name(out.stem + '_submission.csv')
-        write_submission(sub, info, ev['ImageID'], probs.argmax(1))
+        write_submission(sub, info, ev['ImageID'], probs.argmax(1), task.n_classes)
         lines = [f"{what} -> {out} and {sub}"]
     else: lines = [f"{what} -> {out} ({len(ev)} images, {task.n_classes} classes); no info.csv in {data}, so no "
                    "submission file"]

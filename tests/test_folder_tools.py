@@ -1,7 +1,8 @@
 """The review tools on any ImageFolder tree, through `maskcls.cli.main`: `suspects` (page, CSV, corrected copy,
 groups), with the tree's own class names throughout; bad input answered in one line."""
-import shutil
+import json, shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -105,3 +106,30 @@ def test_planted_errors_rank_high(work, capsys, tmp_path):
         row = s[s['photo'].str.endswith(rel.split('/')[1])].iloc[0]
         assert row['given'] == to and row['rank'] <= 6, row
         assert row['predicted'] == rel.split('/')[0] and row['issue'], row
+
+
+def test_ensemble_info_takes_the_tasks_classes(tmp_path, capsys):
+    "Twenty classes: prediction files vote into a submission; submissions vote with --task; 20 is refused, named."
+    rng = np.random.default_rng(0)
+    ids = [f'im{i}.png' for i in range(6)]
+    pd.DataFrame(dict(ImageID=ids, ans=0)).to_csv(tmp_path / 'info.csv', index=False)
+    for k in range(2):
+        p = pd.DataFrame(rng.dirichlet(np.ones(20), 6), columns=[f'p{c}' for c in range(20)])
+        p.insert(0, 'ImageID', ids); p.to_csv(tmp_path / f'm{k}.csv', index=False)
+    assert main(['ensemble', str(tmp_path / 'm0.csv'), str(tmp_path / 'm1.csv'), '--info', str(tmp_path / 'info.csv'),
+                 '--out', str(tmp_path / 'e.csv')]) == 0
+    sub = pd.read_csv(tmp_path / 'e_submission.csv')
+    assert len(sub) == 6 and sub['ans'].between(0, 19).all()
+    task = tmp_path / 'run'; task.mkdir()
+    (task / 'task.json').write_text(json.dumps(dict(name='t20', classes=[f'c{c}' for c in range(20)], attributes=[])))
+    for k in range(2): pd.DataFrame(dict(ImageID=ids, ans=[19, 18, 3, 4, 5, 6])).to_csv(tmp_path / f's{k}.csv',
+                                                                                        index=False)
+    assert main(['ensemble', str(tmp_path / 's0.csv'), str(tmp_path / 's1.csv'), '--method', 'hard', '--info',
+                 str(tmp_path / 'info.csv'), '--task', str(task), '--out', str(tmp_path / 'h.csv')]) == 0
+    assert pd.read_csv(tmp_path / 'h.csv')['ans'].tolist() == [19, 18, 3, 4, 5, 6]
+    capsys.readouterr()
+    pd.DataFrame(dict(ImageID=ids, ans=[20, 1, 3, 4, 5, 6])).to_csv(tmp_path / 's1.csv', index=False)
+    assert main(['ensemble', str(tmp_path / 's0.csv'), str(tmp_path / 's1.csv'), '--method', 'hard', '--task',
+                 str(task), '--out', str(tmp_path / 'h2.csv')]) == 2
+    err = capsys.readouterr().err
+    assert 's1.csv line 2' in err and 'outside 0..19' in err and len(err.strip().splitlines()) == 1, err
