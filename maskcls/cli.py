@@ -77,7 +77,8 @@ def cmd_ensemble(a):
 def cmd_pseudo(a):
     from maskcls.jobs import pseudo_files
     th = dict(mask=a.mask, gender=a.gender, age=a.age)
-    print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
+    print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size,
+                       class_thresholds=a.threshold))
 
 def cmd_hpo(a):
     from maskcls.jobs import hpo_job
@@ -218,6 +219,9 @@ def _pseudo_args(p):
     for k, what in (('mask', 'mask'), ('gender', 'gender'), ('age', 'age group')):
         p.add_argument(f'--{k}', type=float, default=DEFAULT_THRESHOLDS[k],
                        help=f'keep an image only if the probability of its most probable {what} reaches this (0: any)')
+    p.add_argument('--threshold', type=str, default=None,
+                   help='ImageFolder tasks: keep an image if the probability of its most probable class reaches this: '
+                        'one number, or per class name=value,... (a bare number for the rest) (default: 0.9)')
 
 def _compare_args(p):
     p.add_argument('a', type=Path, help='first submission'); p.add_argument('b', type=Path, help='second submission')

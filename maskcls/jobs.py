@@ -9,7 +9,7 @@ from .config import Config
 
 # %% auto #0
 __all__ = ['read_table', 'resume_config', 'train_job', 'cv_job', 'hpo_job', 'command_fault', 'predict_files', 'suspects_files',
-           'folder_suspects_files', 'pseudo_files']
+           'folder_suspects_files', 'pseudo_files', 'folder_pseudo_lines']
 
 # %% ../nbs/engine/23_jobs.ipynb #f712d747
 def read_table(cfg: Config):
@@ -221,14 +221,23 @@ def folder_suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin
 # %% ../nbs/engine/23_jobs.ipynb #f7f6099c
 def pseudo_files(run, data,                # a run or CV folder; the folder of images to label
                  out='runs/pseudo', thresholds=None, views='face', merge: str = 'mean', device=None,
-                 batch_size: int | None = None) -> str:
+                 batch_size: int | None = None,
+                 class_thresholds=None,    # ImageFolder tasks: a number, or text like `cat=0.95,dog=0.8,0.9`
+                ) -> str:
     "Pseudo-label the images of `data` with `run` into the new folder `out` (`make_pseudo`); what `maskcls pseudo` prints."
     from maskcls.layout import read_predict_data
     from maskcls.pseudo import DEFAULT_THRESHOLDS
     from maskcls.reports import make_pseudo
     from maskcls.rundir import RunDir, run_dirs
     thresholds = DEFAULT_THRESHOLDS if thresholds is None else thresholds
-    ev, _ = read_predict_data(data, RunDir(run_dirs(run)[0]).task())
+    task = RunDir(run_dirs(run)[0]).task()
+    ev, _ = read_predict_data(data, task)
+    if not task.attributes:
+        return folder_pseudo_lines(make_pseudo(run, ev, out, 0.9 if class_thresholds is None else class_thresholds,
+                                               views, merge, device=device, batch_size=batch_size), data)
+    if class_thresholds is not None:
+        raise ValueError(f'--threshold {class_thresholds}: {run} predicts mask x gender x age; give --mask, --gender '
+                         'and --age thresholds instead')
     r = make_pseudo(run, ev, out, thresholds, views, merge, device=device, batch_size=batch_size)
     s, out, th = r['summary'], r['out'], {**DEFAULT_THRESHOLDS, **thresholds}
     passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())
@@ -237,6 +246,21 @@ def pseudo_files(run, data,                # a run or CV folder; the folder of i
     if 'answers' in s and s['kept']:
         lines.append(f"against {data} answers (synthetic data only): {s['answers']['kept_correct']:.1%} of the kept "
                      f"labels are right, {s['answers']['all_correct']:.1%} of all")
+    lines.append(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
+                 f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
+                 f"... --pseudo {out / 'pseudo.csv'}")
+    return '\n'.join(lines)
+
+def folder_pseudo_lines(r: dict, data) -> str:
+    "What `maskcls pseudo` prints for a task of plain classes (`make_pseudo`'s answer `r`)."
+    s, out = r['summary'], r['out']
+    th = ', '.join(f'{c} {v:g}' for c, v in s['thresholds'].items())
+    per = ', '.join(f'{c} {n}' for c, n in s['kept_per_class'].items())
+    lines = [f"kept {s['kept']} of {s['images']} images ({s['kept_share']:.0%}) whose most probable class reached its "
+             f"threshold ({th}); kept per class: {per}"]
+    if 'answers' in s and s['kept']:
+        lines.append(f"against the folder names of {data}: {s['answers']['kept_correct']:.1%} of the kept labels are "
+                     f"right, {s['answers']['all_correct']:.1%} of all")
     lines.append(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
                  f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
                  f"... --pseudo {out / 'pseudo.csv'}")

@@ -20,14 +20,15 @@ from .pages import Html, figure, link, para, section, table, write_page
 from .rundir import CVDir, RunDir, read_oof, run_dirs
 from .inference import predict_dir
 from .suspects import baseline_suspects, find_suspects, fixes_from, folder_suspects, load_oof
-from .pseudo import DEFAULT_THRESHOLDS, check_thresholds, select_pseudo
+from .pseudo import DEFAULT_THRESHOLDS, check_thresholds, class_thresholds, select_class_pseudo, select_pseudo
 from .submission import find_images, source_name
 from .compare import class_crosstab, compare_summary, pair_table, plot_disagreements
 
 # %% auto #0
 __all__ = ['SUMMARY_LABELS', 'thumbnail', 'plot_suspects', 'write_suspects_page', 'write_suspects', 'write_fixed', 'group_column',
            'write_folder_suspects', 'check_folder_copy', 'write_folder_fixed', 'pseudo_table', 'pseudo_summary',
-           'plot_confidence', 'make_pseudo', 'summary_table', 'write_compare_report']
+           'plot_confidence', 'make_pseudo', 'folder_pseudo_table', 'folder_pseudo_summary', 'plot_class_confidence',
+           'summary_table', 'write_compare_report']
 
 # %% ../nbs/engine/26_reports.ipynb #b0566488
 def _photos(oof: pd.DataFrame, person: str) -> list:
@@ -255,14 +256,17 @@ def write_folder_fixed(data, units: pd.DataFrame, out, min_score: float = 0.5) -
     return pd.DataFrame(rows, columns=['image', 'given', 'fixed', 'copy'])
 
 # %% ../nbs/engine/26_reports.ipynb #10617b12
-def pseudo_table(df: pd.DataFrame, probs, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
-    """Every image of `df` (`ImageID`, absolute `path`, `person`) with `select_pseudo`'s answer and `keep`; the true
-    `answer` too when `df` has labels (synthetic data)."""
+def _pseudo_rows(df: pd.DataFrame, probs) -> pd.DataFrame:
+    "Absolute `path`, `person` (`pseudo:<ImageID>` when `df` has none) and `ImageID` of each image to pseudo-label."
     ids = (df['ImageID'] if 'ImageID' in df.columns else df['path']).astype(str).to_numpy()
     if len(ids) != len(probs): raise ValueError(f'{len(ids)} images but {len(probs)} rows of probabilities')
     person = df['person'].astype(str).to_numpy() if 'person' in df.columns else np.char.add('pseudo:', ids)
-    base = pd.DataFrame(dict(path=[os.path.abspath(p) for p in df['path']], person=person, ImageID=ids))
-    t = select_pseudo(probs, thresholds)
+    return pd.DataFrame(dict(path=[os.path.abspath(p) for p in df['path']], person=person, ImageID=ids))
+
+def pseudo_table(df: pd.DataFrame, probs, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
+    """Every image of `df` (`ImageID`, absolute `path`, `person`) with `select_pseudo`'s answer and `keep`; the true
+    `answer` too when `df` has labels (synthetic data)."""
+    base, t = _pseudo_rows(df, probs), select_pseudo(probs, thresholds)
     out = pd.concat([base[['path']], t[['label']], base[['person', 'ImageID']], t.drop(columns='label')], axis=1)
     if 'label' in df.columns: out['answer'] = df['label'].to_numpy()
     return out
@@ -308,26 +312,68 @@ def make_pseudo(run, df: pd.DataFrame,     # a run or CV folder, and the images 
                 thresholds=DEFAULT_THRESHOLDS, views='face', merge: str = 'mean', device=None,
                 batch_size: int | None = None, progress: bool = True) -> dict:
     "Pseudo-label `df` with the models of `run`: `pseudo.csv` (the kept images), `all.csv`, `pseudo.json`, a figure."
-    th, t0 = check_thresholds(thresholds), time.time()
-    dirs = run_dirs(run)
-    task = RunDir(dirs[0]).task()
-    if task.n_classes != N_CLASSES or not task.attributes:
+    t0, task = time.time(), RunDir(run_dirs(run)[0]).task()
+    if not task.attributes:           # any ImageFolder task: a threshold per class (a number, a dict or text)
+        th = class_thresholds(0.9 if thresholds is DEFAULT_THRESHOLDS else thresholds, task.classes)
+    else: th = check_thresholds(thresholds)
+    if task.attributes and task.n_classes != N_CLASSES:
         raise ValueError(f'{run} predicts {task.n_classes} classes ({task.name}): per-attribute thresholds need the '
                          '18 mask/gender/age classes')
     r = predict_dir(run, df, views, merge, device=device, batch_size=batch_size, progress=progress)
-    table = pseudo_table(df, r['probs'].numpy(), th)
+    table = (pseudo_table(df, r['probs'].numpy(), th) if task.attributes
+             else folder_pseudo_table(df, r['probs'].numpy(), th, task))
     out = new_run_dir(out)
     cols = [c for c in table.columns if c not in ('keep', 'answer')]
     write_csv(table.loc[table['keep'], cols], out / 'pseudo.csv', index=False, float_format='%.6g')
     write_csv(table, out / 'all.csv', index=False, float_format='%.6g')
-    summary = pseudo_summary(table, th)
-    fig = plot_confidence(table, th); save_figure(fig, out / 'confidence.png', dpi=80); plt.close(fig)
+    summary = pseudo_summary(table, th) if task.attributes else folder_pseudo_summary(table, th, task)
+    fig = plot_confidence(table, th) if task.attributes else plot_class_confidence(table, th, task)
+    save_figure(fig, out / 'confidence.png', dpi=80); plt.close(fig)
     prov = dict(run=str(Path(run).resolve()), models=[str(d.resolve()) for d in r['dirs']],
                 data=df.attrs.get('report', {}).get('root'), views=list(r['names']), merge=merge,
                 created=time.strftime('%Y-%m-%d %H:%M:%S'), seconds=round(time.time() - t0, 1),
                 maskcls=__version__, **summary)
     write_text(out / 'pseudo.json', json.dumps(prov, indent=1))
     return dict(out=out, table=table, summary=summary, provenance=prov)
+
+# %% ../nbs/engine/26_reports.ipynb #f464200e
+def folder_pseudo_table(df: pd.DataFrame, probs, thresholds, task) -> pd.DataFrame:
+    """Every image of `df` with its most probable class of `task` (`label`, `class_name`), `confidence` and `keep`
+    (one threshold per class); the true `answer` too when `df` has labels."""
+    base, t = _pseudo_rows(df, probs), select_class_pseudo(probs, thresholds)
+    out = pd.concat([base[['path']], t[['label']], base[['person', 'ImageID']]], axis=1)
+    out = out.assign(class_name=np.array(task.classes)[t['label']], confidence=t['confidence'], keep=t['keep'])
+    if 'label' in df.columns: out['answer'] = df['label'].to_numpy()
+    return out
+
+def folder_pseudo_summary(table: pd.DataFrame, thresholds, task) -> dict:
+    "How many images were kept, in all and per class (by name); how many kept labels are right when known."
+    keep = table['keep'].to_numpy()
+    s = dict(images=len(table), kept=int(keep.sum()), kept_share=float(keep.mean()) if len(table) else 0.0,
+             thresholds=dict(zip(task.classes, map(float, thresholds))),
+             kept_per_class=dict(zip(task.classes, np.bincount(table.loc[keep, 'label'],
+                                                               minlength=task.n_classes).tolist())))
+    if 'answer' in table.columns:
+        right = table['label'].to_numpy() == table['answer'].to_numpy()
+        s['answers'] = dict(kept_correct=float(right[keep].mean()) if keep.any() else None,
+                            all_correct=float(right.mean()) if len(right) else None,
+                            note='the folder names of the pseudo-labelled images')
+    return s
+
+def plot_class_confidence(table: pd.DataFrame, thresholds, task):
+    "A histogram of the probability of each image's most probable class, right and wrong when known; the thresholds."
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    p, bins = table['confidence'].to_numpy(), np.linspace(0, 1, 41)
+    if 'answer' in table.columns:
+        ok = table['label'].to_numpy() == table['answer'].to_numpy()
+        ax.hist([p[ok], p[~ok]], bins, stacked=True, color=['#55A868', '#C44E52'], label=['right', 'wrong'])
+        ax.legend(fontsize=7)
+    else: ax.hist(p, bins, color='#4C72B0')
+    for v in sorted(set(map(float, thresholds))): ax.axvline(v, color='k', ls='--', lw=1)
+    ax.set_title(f'{task.n_classes} classes: {table["keep"].mean():.0%} kept', fontsize=9)
+    ax.set_xlabel('probability of the most probable class', fontsize=8); ax.set_ylabel('images')
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/engine/26_reports.ipynb #4cf25cfe
 def _save(fig, path: Path) -> Path:

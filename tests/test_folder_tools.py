@@ -133,3 +133,28 @@ def test_ensemble_info_takes_the_tasks_classes(tmp_path, capsys):
                  str(task), '--out', str(tmp_path / 'h2.csv')]) == 2
     err = capsys.readouterr().err
     assert 's1.csv line 2' in err and 'outside 0..19' in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_pseudo_per_class_thresholds_and_cv_reads_the_table(work, capsys, tmp_path):
+    d = work
+    write_shapes(tmp_path / 'unlabelled', 4, seed=1)
+    capsys.readouterr()
+    assert main(['pseudo', '--run', str(d / 'cv'), '--data', str(tmp_path / 'unlabelled'), '--out', str(tmp_path / 'ps'),
+                 '--device', 'cpu', '--threshold', 'circle=0.99,0.3']) == 0
+    out = capsys.readouterr().out
+    assert 'of 16 images' in out and 'circle 0.99, cross 0.3' in out and 'kept per class: circle' in out, out
+    every = pd.read_csv(tmp_path / 'ps' / 'all.csv')
+    want = every['confidence'] >= np.where(every['class_name'] == 'circle', .99, .3)
+    assert (every['keep'] == want).all() and set(every['class_name']) <= set(SHAPES)
+    kept = pd.read_csv(tmp_path / 'ps' / 'pseudo.csv')
+    assert list(kept.columns[:3]) == ['path', 'label', 'person'] and 'answer' not in kept.columns
+    assert len(kept) == want.sum() > 0 and kept['label'].between(0, 3).all()
+    assert json.loads((tmp_path / 'ps' / 'pseudo.json').read_text())['thresholds']['circle'] == .99
+    assert main(['cv', '--data', str(d / 'shapes'), '--folds', '2', '--epochs', '1', '--out', str(tmp_path / 'cvp'),
+                 '--cache-dir', str(d / 'cache'), '--pseudo', str(tmp_path / 'ps' / 'pseudo.csv'), *TINY]) == 0
+    assert pd.read_csv(tmp_path / 'cvp' / 'oof.csv').shape[0] == 48     # pseudo rows train, never validate
+    for bad, says in (('cow=0.9', "unknown class(es) ['cow']"), ('circle=2', 'threshold of circle')):
+        assert main(['pseudo', '--run', str(d / 'cv'), '--data', str(tmp_path / 'unlabelled'), '--out',
+                     str(tmp_path / 'bad'), '--device', 'cpu', '--threshold', bad]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
