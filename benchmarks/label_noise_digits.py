@@ -73,7 +73,8 @@ def main():
             ranked, _ = folder_suspects(oof, task, **kw)
             paths = [os.path.abspath(p) for p in ranked['photo']]
             flagged = {os.path.abspath(p) for p in ranked.loc[ranked['issue'], 'photo']}
-            rows.append(dict(noise=noise, images=len(oof), planted=k, epochs=a.epochs, oof_f1=round(float(oof_f1), 4), ranking=name,
+            rows.append(dict(noise=noise, images=len(oof), planted=k, epochs=a.epochs, oof_f1=round(float(oof_f1), 4),
+                             ranking=name,
                              precision_at_k=round(precision_at_k(paths, moved, k), 4),
                              flagged=len(flagged), flagged_precision=round(len(flagged & moved) / max(len(flagged), 1), 4),
                              flagged_recall=round(len(flagged & moved) / k, 4)))

@@ -9,7 +9,7 @@ from .config import Config
 
 # %% auto #0
 __all__ = ['read_table', 'resume_config', 'train_job', 'cv_job', 'hpo_job', 'command_fault', 'predict_files', 'suspects_files',
-           'folder_suspects_files', 'pseudo_files', 'folder_pseudo_lines']
+           'folder_suspects_files', 'pseudo_files', 'folder_pseudo_lines', 'pseudo_halves']
 
 # %% ../nbs/engine/23_jobs.ipynb #f712d747
 def read_table(cfg: Config):
@@ -265,3 +265,42 @@ def folder_pseudo_lines(r: dict, data) -> str:
                  f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
                  f"... --pseudo {out / 'pseudo.csv'}")
     return '\n'.join(lines)
+
+# %% ../nbs/engine/23_jobs.ipynb #db19f918
+def pseudo_halves(cfg: Config, pool,       # the labelled tree (`cfg.data`); a tree of other images of its classes
+                  thresholds=0.9, seeds=(0,), views='none', work=None, progress: bool = False):
+    "Macro F1 and accuracy on half B of `pool` of a baseline and of retrains with pseudo-labels of half A, per seed."
+    import tempfile
+    from dataclasses import replace
+    import numpy as np
+    import pandas as pd
+    from maskcls.files import new_run_dir
+    from maskcls.inference import predict_dir
+    from maskcls.labels import scores
+    from maskcls.layout import read_images
+    from maskcls.pseudo import halves
+    from maskcls.reports import make_pseudo
+    from maskcls.splits import split_for
+    from maskcls.train import train_run
+    df, task = read_table(cfg)
+    if task.attributes: raise ValueError(f'{cfg.data} is the competition layout: measure it as 15_pseudo does')
+    ev = read_images(pool, task.classes)
+    if 'label' not in ev: raise ValueError(f'{pool}: expected a tree of the classes {", ".join(task.classes[:5])}...')
+    A, B = halves(ev.assign(person=ev['path']))
+    work, rows = Path(work or tempfile.mkdtemp()), []
+    def on_b(run): return scores(B['label'].to_numpy(), predict_dir(run, B, views, progress=False)['probs'].numpy(),
+                                 task)
+    for s in seeds:
+        c = replace(cfg, seed=s)
+        tr, va = split_for(c, df)
+        base = new_run_dir(work / f'base{s}')
+        train_run(c, tr, va, base, progress=progress, task=task)
+        rows.append(dict(seed=s, arm='baseline', pseudo_images=0, pseudo_correct=np.nan, **on_b(base)))
+        for arm, th in (('+ pseudo(A), thresholds', thresholds), ('+ pseudo(A), all images', 0.0)):
+            m = make_pseudo(base, A, work / f'pseudo{s}', th, views, progress=False)
+            run = new_run_dir(work / f'retrain{s}')
+            res = train_run(replace(c, pseudo=str(m['out'] / 'pseudo.csv')), tr, va, run, progress=progress, task=task)
+            rows.append(dict(seed=s, arm=arm, pseudo_images=res['pseudo_images'],
+                             pseudo_correct=m['summary']['answers']['kept_correct'], **on_b(run)))
+    t = pd.DataFrame(rows)[['seed', 'arm', 'f1', 'acc', 'pseudo_images', 'pseudo_correct']]
+    return t.assign(f1_gain=t['f1'] - t.groupby('seed')['f1'].transform('first'))

@@ -158,3 +158,16 @@ def test_pseudo_per_class_thresholds_and_cv_reads_the_table(work, capsys, tmp_pa
                      str(tmp_path / 'bad'), '--device', 'cpu', '--threshold', bad]) == 2
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_pseudo_halves_measures_on_the_unseen_half(work, tmp_path):
+    "The half-A/half-B measurement on a tree: three arms, scored on half B; all of A is what the last arm adds."
+    from maskcls.config import Config
+    from maskcls.jobs import pseudo_halves
+    d = work
+    write_shapes(tmp_path / 'pool', 4, seed=2)
+    cfg = Config(data=str(d / 'shapes'), img_size=(32, 32), epochs=1, batch_size=16, cache_dir=str(d / 'cache'),
+                 tensorboard=False, top_k=1, device='cpu', workers=0)
+    t = pseudo_halves(cfg, tmp_path / 'pool', thresholds=0.3, work=tmp_path / 'w')
+    assert t['arm'].tolist() == ['baseline', '+ pseudo(A), thresholds', '+ pseudo(A), all images']
+    assert t['pseudo_images'].tolist()[2] == 8 and t['f1_gain'].iloc[0] == 0 and t['f1'].between(0, 1).all()
