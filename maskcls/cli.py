@@ -145,7 +145,7 @@ def _validate_args(p):
 
 def _eda_args(p):
     from maskcls.labels import OLD_AGE
-    _opts(p, ('--data', Path, ..., 'folder holding train/'),
+    _opts(p, ('--data', Path, ..., 'folder holding train/, or an ImageFolder tree (root/<class>/<image>)'),
           ('--out', Path, Path('runs/eda'), 'output folder (a new one if taken)'),
           ('--old-age', int, OLD_AGE, 'first age of the old group'))
 

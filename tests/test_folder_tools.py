@@ -171,3 +171,15 @@ def test_pseudo_halves_measures_on_the_unseen_half(work, tmp_path):
     t = pseudo_halves(cfg, tmp_path / 'pool', thresholds=0.3, work=tmp_path / 'w')
     assert t['arm'].tolist() == ['baseline', '+ pseudo(A), thresholds', '+ pseudo(A), all images']
     assert t['pseudo_images'].tolist()[2] == 8 and t['f1_gain'].iloc[0] == 0 and t['f1'].between(0, 1).all()
+
+
+def test_eda_of_an_image_folder(work, capsys, tmp_path):
+    d = work
+    capsys.readouterr()
+    assert main(['eda', '--data', str(d / 'shapes'), '--out', str(tmp_path / 'eda')]) == 0
+    assert '48 images of 4 classes' in capsys.readouterr().out
+    cc = pd.read_csv(tmp_path / 'eda' / 'class_counts.csv')
+    assert cc['class'].tolist() == SHAPES and cc['images'].tolist() == [11, 13, 13, 11]   # two images moved
+    assert pd.read_csv(tmp_path / 'eda' / 'image_sizes.csv')[['width', 'height']].values.tolist() == [[40, 40]]
+    page = (tmp_path / 'eda' / 'index.html').read_text()
+    assert 'class_grid.png' in page and 'triangle' in page and 'gender' not in page
