@@ -88,10 +88,27 @@ def cmd_hpo(a):
                   retries=a.retries))
 
 def cmd_compare(a):
-    from maskcls.reports import write_compare_report
+    from maskcls.reports import write_compare_report, write_folder_compare
     from maskcls.files import new_run_dir
-    w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
+    if (a.eval is None) == (a.data is None):
+        raise ValueError('give --eval (the competition eval folder the submissions answer) or --data (the folder of '
+                         'images the prediction files predicted), one of them')
+    if a.eval is not None: w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
+    else: w = write_folder_compare(a.a, a.b, a.data, new_run_dir(a.out), _compare_task(a))
     print(f"report: {w['index']} (open it in a browser)")
+
+def _compare_task(a):
+    "The classes of the files `maskcls compare --data` reads: the recorded task of --task, else --data's class folders."
+    from maskcls.layout import LayoutError, image_folder_task
+    from maskcls.rundir import Folder
+    if a.task is None:
+        if not a.data.is_dir(): raise FileNotFoundError(f'--data {a.data}: not a folder; pass the folder predicted')
+        try: return image_folder_task(a.data)
+        except LayoutError:
+            raise ValueError(f'{a.data} has no class folders to name the classes: pass --task, the run or CV folder that '
+                             'predicted the files') from None
+    if not a.task.is_dir(): raise FileNotFoundError(f'--task {a.task}: not a folder; pass a run or CV folder')
+    return Folder(a.task).task()
 
 def cmd_runs(a):
     from maskcls.experiments import runs_report
@@ -225,7 +242,12 @@ def _pseudo_args(p):
 
 def _compare_args(p):
     p.add_argument('a', type=Path, help='first submission'); p.add_argument('b', type=Path, help='second submission')
-    _opts(p, ('--eval', Path, ..., 'the eval/ folder (info.csv, images/, and gt.csv if synthetic)'),
+    _opts(p, ('--eval', Path, None, 'the eval/ folder (info.csv, images/, and gt.csv if synthetic) (default: none; '
+                                    'give it or --data)'),
+          ('--data', Path, None, 'any folder of images the two prediction files predicted (an ImageFolder tree: its '
+                                 'folder names are the truth) (default: none)'),
+          ('--task', Path, None, "with --data: the run or CV folder whose classes the files hold (default: --data's "
+                                 'class folders)'),
           ('--out', Path, Path('runs/compare'), 'report folder (a new one if taken)'))
 
 def _suspects_args(p):

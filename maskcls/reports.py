@@ -13,22 +13,23 @@ import pandas as pd
 from PIL import Image
 
 from . import __version__
-from .labels import ATTRIBUTES, MASK_STEMS, N_CLASSES, decode, few
+from .labels import ATTRIBUTES, MASK_STEMS, N_CLASSES, decode, few, scores
 from .files import atomic_write, new_run_dir, save_figure, write_csv, write_text
-from .layout import eval_root, find_train_root, is_junk, read_image_folder
+from .layout import eval_root, find_train_root, is_junk, read_image_folder, read_images
 from .pages import Html, figure, link, para, section, table, write_page
+from .eda import image_grid
 from .rundir import CVDir, RunDir, read_oof, run_dirs
 from .inference import predict_dir
 from .suspects import baseline_suspects, find_suspects, fixes_from, folder_suspects, load_oof
 from .pseudo import DEFAULT_THRESHOLDS, check_thresholds, class_thresholds, select_class_pseudo, select_pseudo
-from .submission import find_images, source_name
+from .submission import check_same_images, find_images, read_predictions, read_submission, source_name
 from .compare import class_crosstab, compare_summary, pair_table, plot_disagreements
 
 # %% auto #0
 __all__ = ['SUMMARY_LABELS', 'thumbnail', 'plot_suspects', 'write_suspects_page', 'write_suspects', 'write_fixed', 'group_column',
            'write_folder_suspects', 'check_folder_copy', 'write_folder_fixed', 'pseudo_table', 'pseudo_summary',
            'plot_confidence', 'make_pseudo', 'folder_pseudo_table', 'folder_pseudo_summary', 'plot_class_confidence',
-           'summary_table', 'write_compare_report']
+           'summary_table', 'write_compare_report', 'folder_pair_table', 'write_folder_compare']
 
 # %% ../nbs/engine/26_reports.ipynb #b0566488
 def _photos(oof: pd.DataFrame, person: str) -> list:
@@ -450,4 +451,79 @@ def write_compare_report(a, b,                 # the two submission files
     write_page(written['index'], f'{na} vs {nb}: {s["disagree"]} of {s["images"]} images differ '
                f'(agreement {s["agreement"]:.1%})', ''.join(body), files=['disagreements.csv', 'summary.json'],
                subtitle=f'Two submissions compared on the eval set in {eval_dir}')
+    return written
+
+# %% ../nbs/engine/26_reports.ipynb #c49dca2b
+def _answers(path, task) -> pd.Series:
+    "A prediction file's most probable class, or a submission's `ans`, per ImageID; checked against `task`'s classes."
+    path = Path(path)
+    if path.is_file() and 'ans' in pd.read_csv(path, nrows=0).columns:
+        return read_submission(path, n_classes=task.n_classes)
+    p = read_predictions(path, n_classes=task.n_classes)
+    return pd.Series(p.to_numpy().argmax(1), index=p.index, name='ans')
+
+def folder_pair_table(a, b, data, task) -> pd.DataFrame:
+    "Per image of the folder `data`: both answers by class number and name, whether they agree, the truth if known."
+    sa, sb = _answers(a, task), _answers(b, task)
+    check_same_images(sa, sb, str(a), str(b))
+    ims = read_images(data, task.classes)
+    where = dict(zip(ims['ImageID'], ims['path']))
+    missing = [i for i in sa.index if i not in where]
+    if missing: raise ValueError(f'{len(missing)} images of {a} are not in {data}, e.g. {missing[0]}: pass the folder '
+                                 'the files predicted')
+    names = np.array(task.classes)
+    t = pd.DataFrame(dict(a=sa.to_numpy(), b=sb.loc[sa.index].to_numpy()), index=sa.index)
+    t = t.assign(same=t['a'] == t['b'], a_class=names[t['a']], b_class=names[t['b']], path=[where[i] for i in t.index])
+    if 'label' in ims:
+        t['gt'] = t.index.map(dict(zip(ims['ImageID'], ims['label']))).astype(int)
+        ra, rb = t['a'] == t['gt'], t['b'] == t['gt']
+        t = t.assign(gt_class=names[t['gt']], right=np.select([ra & rb, ra, rb], ['both', 'a', 'b'], 'neither'))
+    return t
+
+def write_folder_compare(a, b, data, out, task, n: int = 24, max_rows: int = 500) -> dict:
+    "Write `index.html`, `disagreements.png`, `disagreements.csv` and `summary.json` comparing `a` and `b` under `out`."
+    t, out = folder_pair_table(a, b, data, task), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    d = t[~t['same']]
+    s = dict(images=len(t), agree=int(t['same'].sum()), disagree=len(d),
+             agreement=float(t['same'].mean()) if len(t) else float('nan'))
+    if 'gt' in t:
+        for k in 'ab':
+            sc = scores(t['gt'].to_numpy(), t[k].to_numpy(), task)
+            s[f'f1_{k}'], s[f'acc_{k}'] = sc['f1'], sc['acc']
+        s.update({f'{k}_right': int((d['right'] == k).sum()) for k in ('a', 'b', 'neither')})
+    written = {'index': out / 'index.html', 'disagreements_csv': out / 'disagreements.csv',
+               'summary': out / 'summary.json'}
+    write_csv(d, written['disagreements_csv'])
+    write_text(written['summary'], json.dumps(dict(a=str(a), b=str(b), data=str(data), task=task.name, **s), indent=1))
+    if len(d):
+        g = d.iloc[:n]
+        titles = [f'A: {r.a_class}\nB: {r.b_class}' + (f'\ntrue: {r.gt_class}' if 'gt' in g else '')
+                  for r in g.itertuples()]
+        fig = image_grid(g['path'], titles, ncols=min(6, len(g)), size=2.4, title_size=10)
+        if 'gt' in g:
+            for ax, r in zip(fig.axes, g.itertuples()):
+                ax.title.set_color({'a': 'tab:blue', 'b': 'tab:orange', 'neither': 'tab:red', 'both': 'black'}[r.right])
+        written['disagreements'] = _save(fig, out / 'disagreements.png')
+    used = sorted(set(d['a']) | set(d['b']))
+    ct = pd.crosstab(d['a_class'], d['b_class']).reindex(index=[task.classes[c] for c in used],
+                                                          columns=[task.classes[c] for c in used], fill_value=0)
+    listing = d.iloc[:max_rows].assign(image=[link(os.path.relpath(p, out), i) for i, p in
+                                              zip(d.index[:max_rows], d['path'].iloc[:max_rows])])
+    cols = ['image', 'a_class', 'b_class'] + (['gt_class', 'right'] if 'gt' in d else [])
+    listing = listing[cols].rename(columns=dict(a_class='A says', b_class='B says', gt_class='truth',
+                                                right='who is right'))
+    facts = pd.DataFrame({'': [SUMMARY_LABELS.get(k, k) for k in s], 'value': list(s.values())})
+    body = [section('Summary', para(f'A = {a}; B = {b}; images in {data}; classes of task {task.name}: '
+                                    f'{few(task.classes, 8)}.'), table(facts, sortable=False))]
+    if len(d):
+        body += [section('Which classes they swap', para("Rows: A's class; columns: B's class."),
+                         table(ct.rename_axis('A \\ B'), heat=True)),
+                 section(f'The first {min(n, len(d))} of {len(d)} photos they disagree on',
+                         figure('disagreements.png', 'Titles: what A and B say' + (
+                             ', and the truth; blue = A right, orange = B right, red = neither' if 'gt' in d else '')))]
+    body.append(section(f'Disagreements: {min(max_rows, len(d))} of {len(d)} (all in disagreements.csv)',
+                        table(listing) if len(d) else para('None: the two files agree on every image.')))
+    write_page(written['index'], f'{Path(a).name} vs {Path(b).name}: {len(d)} of {len(t)} images differ',
+               ''.join(body), files=['disagreements.csv', 'summary.json'], subtitle=f'Two prediction files of {data}')
     return written

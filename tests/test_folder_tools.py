@@ -1,6 +1,7 @@
 """The review tools on any ImageFolder tree, through `maskcls.cli.main`: `suspects` (page, CSV, corrected copy,
 groups), with the tree's own class names throughout; bad input answered in one line."""
 import json, shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,3 +184,35 @@ def test_eda_of_an_image_folder(work, capsys, tmp_path):
     assert pd.read_csv(tmp_path / 'eda' / 'image_sizes.csv')[['width', 'height']].values.tolist() == [[40, 40]]
     page = (tmp_path / 'eda' / 'index.html').read_text()
     assert 'class_grid.png' in page and 'triangle' in page and 'gender' not in page
+
+
+def test_compare_two_prediction_files_of_a_folder(work, capsys, tmp_path):
+    "Two prediction files of the tree: the disagreements with photos and both classes by name; the truth from folders."
+    d = work
+    df, task = read_data(d / 'shapes')
+    ids = [str(Path(p).relative_to(d / 'shapes').as_posix()) for p in df['path']]
+    pa = np.eye(4)[df['label'].to_numpy()] * .6 + .1
+    pb = pa.copy(); pb[:5] = pb[:5, [3, 0, 1, 2]]                      # B moves the first five to another class
+    for name, p in (('a.csv', pa), ('b.csv', pb)):
+        t = pd.DataFrame(p, columns=task.prob_cols); t.insert(0, 'ImageID', ids); t.to_csv(tmp_path / name, index=False)
+    capsys.readouterr()
+    assert main(['compare', str(tmp_path / 'a.csv'), str(tmp_path / 'b.csv'), '--data', str(d / 'shapes'), '--out',
+                 str(tmp_path / 'cmp')]) == 0
+    assert 'index.html' in capsys.readouterr().out
+    dis = pd.read_csv(tmp_path / 'cmp' / 'disagreements.csv')
+    assert len(dis) == 5 and set(dis['a_class']) <= set(SHAPES) and set(dis['right']) == {'a'}
+    s = json.loads((tmp_path / 'cmp' / 'summary.json').read_text())
+    assert s['disagree'] == 5 and s['a_right'] == 5 and s['f1_a'] == 1.0
+    assert (tmp_path / 'cmp' / 'disagreements.png').stat().st_size > 0
+    page = (tmp_path / 'cmp' / 'index.html').read_text()
+    assert 'triangle' in page and 'gender' not in page
+    # --task names the classes of a plain folder of images; user errors in one line
+    flat = tmp_path / 'flat'; flat.mkdir()
+    assert main(['compare', str(tmp_path / 'a.csv'), str(tmp_path / 'b.csv'), '--data', str(d / 'shapes'), '--task',
+                 str(d / 'cv'), '--out', str(tmp_path / 'cmp2')]) == 0
+    for args, says in ((['--data', str(flat)], 'no class folders'), ([], 'give --eval'),
+                       (['--data', str(tmp_path / 'nowhere')], 'not a folder')):
+        assert main(['compare', str(tmp_path / 'a.csv'), str(tmp_path / 'b.csv'), *args, '--out',
+                     str(tmp_path / 'x')]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1, err
