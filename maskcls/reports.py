@@ -513,7 +513,9 @@ def write_folder_compare(a, b, data, out, task, n: int = 24, max_rows: int = 500
     cols = ['image', 'a_class', 'b_class'] + (['gt_class', 'right'] if 'gt' in d else [])
     listing = listing[cols].rename(columns=dict(a_class='A says', b_class='B says', gt_class='truth',
                                                 right='who is right'))
-    facts = pd.DataFrame({'': [SUMMARY_LABELS.get(k, k) for k in s], 'value': list(s.values())})
+    labels = {**SUMMARY_LABELS, **{f'f1_{k}': f'{k.upper()}: macro F1 (mean of the {task.n_classes} per-class F1s)'
+                                   for k in 'ab'}}
+    facts = pd.DataFrame({'': [labels.get(k, k) for k in s], 'value': list(s.values())})
     body = [section('Summary', para(f'A = {a}; B = {b}; images in {data}; classes of task {task.name}: '
                                     f'{few(task.classes, 8)}.'), table(facts, sortable=False))]
     if len(d):
