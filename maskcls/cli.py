@@ -67,12 +67,18 @@ def cmd_ensemble(a):
     if not a.files:
         raise ValueError('no member files: give prediction files or submissions, or --compose MASK GENDER AGE')
     w = [float(x) for x in a.weights.split(',')] if a.weights else None
-    print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info))
+    n = None
+    if a.task:                                       # the classes a run or CV folder recorded
+        from maskcls.rundir import Folder
+        if not a.task.is_dir(): raise FileNotFoundError(f'--task {a.task}: not a folder; pass a run or CV folder')
+        n = Folder(a.task).task().n_classes
+    print(ensemble_report(a.files, a.out, a.method, w, a.oof, a.info, n))
 
 def cmd_pseudo(a):
     from maskcls.jobs import pseudo_files
     th = dict(mask=a.mask, gender=a.gender, age=a.age)
-    print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size))
+    print(pseudo_files(a.run, a.data, a.out, th, a.tta, a.merge, device=a.device, batch_size=a.batch_size,
+                       class_thresholds=a.threshold))
 
 def cmd_hpo(a):
     from maskcls.jobs import hpo_job
@@ -82,10 +88,27 @@ def cmd_hpo(a):
                   retries=a.retries))
 
 def cmd_compare(a):
-    from maskcls.reports import write_compare_report
+    from maskcls.reports import write_compare_report, write_folder_compare
     from maskcls.files import new_run_dir
-    w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
+    if (a.eval is None) == (a.data is None):
+        raise ValueError('give --eval (the competition eval folder the submissions answer) or --data (the folder of '
+                         'images the prediction files predicted), one of them')
+    if a.eval is not None: w = write_compare_report(a.a, a.b, a.eval, new_run_dir(a.out))
+    else: w = write_folder_compare(a.a, a.b, a.data, new_run_dir(a.out), _compare_task(a))
     print(f"report: {w['index']} (open it in a browser)")
+
+def _compare_task(a):
+    "The classes of the files `maskcls compare --data` reads: the recorded task of --task, else --data's class folders."
+    from maskcls.layout import LayoutError, image_folder_task
+    from maskcls.rundir import Folder
+    if a.task is None:
+        if not a.data.is_dir(): raise FileNotFoundError(f'--data {a.data}: not a folder; pass the folder predicted')
+        try: return image_folder_task(a.data)
+        except LayoutError:
+            raise ValueError(f'{a.data} has no class folders to name the classes: pass --task, the run or CV folder that '
+                             'predicted the files') from None
+    if not a.task.is_dir(): raise FileNotFoundError(f'--task {a.task}: not a folder; pass a run or CV folder')
+    return Folder(a.task).task()
 
 def cmd_runs(a):
     from maskcls.experiments import runs_report
@@ -97,7 +120,8 @@ def cmd_suspects(a):
     from maskcls.jobs import suspects_files
     print(suspects_files(a.cv, a.out, n=a.top, method=a.method, adjust=not a.no_thresholds,
                          attributes=_names(a.attributes), pairs=not a.no_pairs, baseline=a.baseline,
-                         write_fixed_to=a.write_fixed, fix=_names(a.fix), min_score=a.min_score, data=a.data))
+                         write_fixed_to=a.write_fixed, fix=_names(a.fix), min_score=a.min_score, data=a.data,
+                         group=a.group))
 
 def cmd_demo(a):
     from maskcls.demo import DEMO_PRESETS, run_demo
@@ -138,7 +162,7 @@ def _validate_args(p):
 
 def _eda_args(p):
     from maskcls.labels import OLD_AGE
-    _opts(p, ('--data', Path, ..., 'folder holding train/'),
+    _opts(p, ('--data', Path, ..., 'folder holding train/, or an ImageFolder tree (root/<class>/<image>)'),
           ('--out', Path, Path('runs/eda'), 'output folder (a new one if taken)'),
           ('--old-age', int, OLD_AGE, 'first age of the old group'))
 
@@ -199,6 +223,8 @@ def _ensemble_args(p):
            dict(nargs='+')),
           ('--info', Path, None, 'eval/info.csv: rows in its order, and a submission is written (default: none, rows '
                                  'as read)'),
+          ('--task', Path, None, "a run or CV folder of the members: answers are its task's classes (default: the "
+                                 "prediction files' columns, else the competition's 18)"),
           ('--out', Path, ..., 'output file'))
 
 def _pseudo_args(p):
@@ -210,10 +236,18 @@ def _pseudo_args(p):
     for k, what in (('mask', 'mask'), ('gender', 'gender'), ('age', 'age group')):
         p.add_argument(f'--{k}', type=float, default=DEFAULT_THRESHOLDS[k],
                        help=f'keep an image only if the probability of its most probable {what} reaches this (0: any)')
+    p.add_argument('--threshold', type=str, default=None,
+                   help='ImageFolder tasks: keep an image if the probability of its most probable class reaches this: '
+                        'one number, or per class name=value,... (a bare number for the rest) (default: 0.9)')
 
 def _compare_args(p):
     p.add_argument('a', type=Path, help='first submission'); p.add_argument('b', type=Path, help='second submission')
-    _opts(p, ('--eval', Path, ..., 'the eval/ folder (info.csv, images/, and gt.csv if synthetic)'),
+    _opts(p, ('--eval', Path, None, 'the eval/ folder (info.csv, images/, and gt.csv if synthetic) (default: none; '
+                                    'give it or --data)'),
+          ('--data', Path, None, 'any folder of images the two prediction files predicted (an ImageFolder tree: its '
+                                 'folder names are the truth) (default: none)'),
+          ('--task', Path, None, "with --data: the run or CV folder whose classes the files hold (default: --data's "
+                                 'class folders)'),
           ('--out', Path, Path('runs/compare'), 'report folder (a new one if taken)'))
 
 def _suspects_args(p):
@@ -231,7 +265,9 @@ def _suspects_args(p):
           ('--fix', str, 'mask_swap', f"kinds of flagged labels the copy corrects, comma-separated, of "
                                       f"{','.join(FIXABLE)}"),
           ('--min-score', float, 0.5, 'correct only flagged labels scored at least this'),
-          ('--data', Path, None, "the data folder the CV ran on (default: the one in the CV folder's config.yaml)"))
+          ('--data', Path, None, "the data folder the CV ran on (default: the one in the CV folder's config.yaml)"),
+          ('--group', str, None, 'ImageFolder CVs: rank groups of images by a column of oof.csv, or by the group column '
+                                 'of a CSV file path,group (default: each image alone)'))
 
 def _int_list(s: str) -> list:
     try: return [int(x) for x in s.split(',')]

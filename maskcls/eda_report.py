@@ -8,17 +8,19 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from PIL import Image
 
 from .labels import N_CLASSES, OLD_AGE
 from .files import atomic_write, new_run_dir
-from .layout import data_summary, read_train
+from .layout import data_summary, read_data, read_train
 from .pages import figure, para, section, table, write_page
 from .eda import (attribute_counts, class_counts, class_grid, image_stats, old_counts, plot_age_hist,
                          plot_attribute_counts, plot_class_counts, summarize_stats)
 
 # %% auto #0
-__all__ = ['write_eda', 'eda_report']
+__all__ = ['write_eda', 'eda_report', 'write_folder_eda', 'class_rows']
 
 # %% ../nbs/engine/28_eda_report.ipynb #af0bb0c9
 def _data_name(df: pd.DataFrame) -> str:
@@ -80,7 +82,68 @@ def write_eda(df: pd.DataFrame, out, old_age: int = OLD_AGE,
 # %% ../nbs/engine/28_eda_report.ipynb #6af70db4
 def eda_report(root, out, old_age: int = OLD_AGE) -> str:
     "Write the EDA of the data folder `root` into a new folder `out`: a line on the data, and where the page is."
+    root = Path(root)
+    if root.is_dir() and not ((root / 'images').is_dir() or (root / 'train' / 'images').is_dir()):
+        df, task = read_data(root)                                       # an ImageFolder tree: its own classes
+        out = new_run_dir(out)
+        w = write_folder_eda(df, task, out, name=str(root))
+        return f"{data_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser"
     df = read_train(root, old_age=old_age)
     out = new_run_dir(out)
     w = write_eda(df, out, old_age)
     return f"{data_summary(df)}\nEDA written to {out}/ ({len(w)} files); open {w['index']} in a browser"
+
+# %% ../nbs/engine/28_eda_report.ipynb #84da7610
+def write_folder_eda(df: pd.DataFrame, task, out, name: str = '', per_class: int = 6, max_classes: int = 40,
+                     seed: int = 0) -> dict:
+    "The EDA of an ImageFolder table `df` of `task`: class counts, image sizes, a grid per class; PNG, CSV, index.html."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    name = name or _data_name(df)
+    n = df['label'].value_counts().reindex(range(task.n_classes), fill_value=0).to_numpy()
+    cc = pd.DataFrame({'class': task.classes, 'images': n, 'share': n / max(len(df), 1)})
+    fig, ax = plt.subplots(figsize=(max(4, 0.45 * task.n_classes + 1), 3.2))
+    ax.bar(range(task.n_classes), n, color='#4C72B0')
+    ax.set_xticks(range(task.n_classes), task.classes, rotation=90 if task.n_classes > 8 else 0, fontsize=8)
+    ax.set_ylabel('images'); ax.set_title(f'{len(df)} images in {task.n_classes} classes'); fig.tight_layout()
+    grid = class_rows(df, task, per_class, max_classes, seed)
+    written = {}
+    for k, f in dict(class_counts=fig, class_grid=grid).items():
+        written[k] = out / f'{k}.png'
+        with atomic_write(written[k]) as tmp: f.savefig(tmp, dpi=90, bbox_inches='tight')
+        plt.close(f)
+    sizes, exts = summarize_stats(image_stats(df))
+    tables = dict(class_counts=cc, image_sizes=sizes, extensions=exts)
+    for k, t in tables.items():
+        written[k + '_csv'] = out / f'{k}.csv'
+        with atomic_write(written[k + '_csv']) as tmp: t.to_csv(tmp, index=False)
+    nz = cc['images'][cc['images'] > 0]
+    shown = min(task.n_classes, max_classes)
+    body = [section('Images per class',
+                    para(f'{len(df)} images in {task.n_classes} classes; the largest class has '
+                         f'{nz.max() / nz.min():.1f} times the images of the smallest.' if len(nz) else 'No images.'),
+                    figure('class_counts.png', 'Images per class'), table(cc)),
+            section('Images of every class', figure('class_grid.png', f'Up to {per_class} random images of each class, '
+                                                    f'a row per class ({shown} of {task.n_classes} classes shown)')),
+            section('Image sizes and file types', table(sizes), table(exts))]
+    written['index'] = write_page(out / 'index.html', f'EDA of {name}: {len(df)} images, {task.n_classes} classes',
+                                  ''.join(body), files=[f'{k}.csv' for k in tables],
+                                  subtitle=f'ImageFolder tree {name}; classes: {", ".join(task.classes[:8])}'
+                                           + ('...' if task.n_classes > 8 else ''))
+    return written
+
+def class_rows(df: pd.DataFrame, task, per_class: int = 6, max_classes: int = 40, seed: int = 0):
+    "A grid of up to `per_class` random images of each class of `task`, one row per class, titled by class name."
+    shown = min(task.n_classes, max_classes)
+    fig, axs = plt.subplots(shown, per_class, figsize=(per_class * 1.6, shown * 1.75), squeeze=False)
+    rng = np.random.default_rng(seed)
+    for c, row in enumerate(axs):
+        paths = df['path'][df['label'] == c].to_numpy()
+        pick = sorted(rng.choice(len(paths), min(per_class, len(paths)), replace=False)) if len(paths) else []
+        for ax in row: ax.axis('off')
+        for ax, i in zip(row, pick):
+            with Image.open(paths[i]) as im:
+                im.draft('RGB', (256, 256)); im = im.convert('RGB'); im.thumbnail((256, 256))
+                ax.imshow(np.asarray(im))
+            ax.set_title(task.classes[c], fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -9,7 +9,7 @@ from .config import Config
 
 # %% auto #0
 __all__ = ['read_table', 'resume_config', 'train_job', 'cv_job', 'hpo_job', 'command_fault', 'predict_files', 'suspects_files',
-           'pseudo_files']
+           'folder_suspects_files', 'pseudo_files', 'folder_pseudo_lines', 'pseudo_halves']
 
 # %% ../nbs/engine/23_jobs.ipynb #f712d747
 def read_table(cfg: Config):
@@ -144,7 +144,7 @@ def predict_files(run,                  # a run folder, or a CV folder (its fold
         return '\n'.join(lines)
     if info is not None:
         sub = out.with_name(out.stem + '_submission.csv')
-        write_submission(sub, info, ev['ImageID'], probs.argmax(1))
+        write_submission(sub, info, ev['ImageID'], probs.argmax(1), task.n_classes)
         lines = [f"{what} -> {out} and {sub}"]
     else: lines = [f"{what} -> {out} ({len(ev)} images, {task.n_classes} classes); no info.csv in {data}, so no "
                    "submission file"]
@@ -167,11 +167,15 @@ def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adju
                    write_fixed_to=None,          # also write a corrected copy of the data into this new folder
                    fix=('mask_swap',), min_score: float = 0.5,
                    data=None,                    # the data folder of the CV (default: the one its config.yaml names)
+                   group=None,                   # ImageFolder tasks: a column of oof.csv or a CSV path,group
                   ) -> str:
     "Rank the people of the CV folder `cv` into the new folder `out`, and fix a copy; what `maskcls suspects` prints."
     from maskcls.files import new_run_dir
     from maskcls.rundir import CVDir
     from maskcls.reports import write_fixed, write_suspects
+    if Path(cv).is_dir() and not CVDir(cv).task().attributes:    # an ImageFolder task: images (or groups) of images
+        return folder_suspects_files(cv, out, n, method, adjust, baseline, write_fixed_to, min_score, data, group)
+    if group: raise ValueError(f'--group {group}: {cv} is a CV of the competition layout, which groups by person')
     fixed = Path(write_fixed_to) if write_fixed_to else None
     if fixed and fixed.exists():      # before any work: the copy never overwrites
         raise FileExistsError(f'{fixed} already exists: --write-fixed writes a new folder; choose another')
@@ -189,17 +193,51 @@ def suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adju
                      f"{fixed / 'train' / 'fixes.csv'}); train on it: maskcls cv --data {fixed}")
     return '\n'.join(lines)
 
+# %% ../nbs/engine/23_jobs.ipynb #40e571d3
+def folder_suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
+                          baseline: bool = False, write_fixed_to=None, min_score: float = 0.5, data=None,
+                          group=None) -> str:
+    "`suspects_files` for a CV of an ImageFolder task: images (or groups) ranked, and a corrected copy of the tree."
+    from maskcls.files import new_run_dir, write_csv
+    from maskcls.rundir import CVDir
+    from maskcls.reports import check_folder_copy, write_folder_fixed, write_folder_suspects
+    if write_fixed_to:                # before any work: the copy never overwrites, never goes inside the data
+        if data is None:
+            f = CVDir(cv).config_file
+            if not f.exists(): raise FileNotFoundError(f'{f} not found: pass --data, the data folder the CV ran on')
+            data = CVDir(cv).config().data
+        check_folder_copy(data, write_fixed_to)
+    out = new_run_dir(out)
+    w = write_folder_suspects(cv, out, n=n, method=method, adjust=adjust, group=group, baseline=baseline)
+    lines = [f"{len(w['people'])} {w['what']} ranked, {w['flagged']} flagged by confident learning: "
+             f"{out / 'suspects.csv'}; images of the top {min(n, len(w['people']))}: {w['page']} (open it in a browser)"]
+    if write_fixed_to:
+        moves = write_folder_fixed(data, w['units'], write_fixed_to, min_score)
+        write_csv(moves, out / 'fixes.csv', index=False)
+        lines.append(f"corrected copy of {data} in {write_fixed_to}/ ({len(moves)} flagged images in the folder of their "
+                     f"suspected class, listed in {out / 'fixes.csv'}); train on it: maskcls cv --data {write_fixed_to}")
+    return '\n'.join(lines)
+
 # %% ../nbs/engine/23_jobs.ipynb #f7f6099c
 def pseudo_files(run, data,                # a run or CV folder; the folder of images to label
                  out='runs/pseudo', thresholds=None, views='face', merge: str = 'mean', device=None,
-                 batch_size: int | None = None) -> str:
+                 batch_size: int | None = None,
+                 class_thresholds=None,    # ImageFolder tasks: a number, or text like `cat=0.95,dog=0.8,0.9`
+                ) -> str:
     "Pseudo-label the images of `data` with `run` into the new folder `out` (`make_pseudo`); what `maskcls pseudo` prints."
     from maskcls.layout import read_predict_data
     from maskcls.pseudo import DEFAULT_THRESHOLDS
     from maskcls.reports import make_pseudo
     from maskcls.rundir import RunDir, run_dirs
     thresholds = DEFAULT_THRESHOLDS if thresholds is None else thresholds
-    ev, _ = read_predict_data(data, RunDir(run_dirs(run)[0]).task())
+    task = RunDir(run_dirs(run)[0]).task()
+    ev, _ = read_predict_data(data, task)
+    if not task.attributes:
+        return folder_pseudo_lines(make_pseudo(run, ev, out, 0.9 if class_thresholds is None else class_thresholds,
+                                               views, merge, device=device, batch_size=batch_size), data)
+    if class_thresholds is not None:
+        raise ValueError(f'--threshold {class_thresholds}: {run} predicts mask x gender x age; give --mask, --gender '
+                         'and --age thresholds instead')
     r = make_pseudo(run, ev, out, thresholds, views, merge, device=device, batch_size=batch_size)
     s, out, th = r['summary'], r['out'], {**DEFAULT_THRESHOLDS, **thresholds}
     passed = ', '.join(f"{k} {v:.0%}" for k, v in s['passed'].items())
@@ -212,3 +250,57 @@ def pseudo_files(run, data,                # a run or CV folder; the folder of i
                  f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
                  f"... --pseudo {out / 'pseudo.csv'}")
     return '\n'.join(lines)
+
+def folder_pseudo_lines(r: dict, data) -> str:
+    "What `maskcls pseudo` prints for a task of plain classes (`make_pseudo`'s answer `r`)."
+    s, out = r['summary'], r['out']
+    th = ', '.join(f'{c} {v:g}' for c, v in s['thresholds'].items())
+    per = ', '.join(f'{c} {n}' for c, n in s['kept_per_class'].items())
+    lines = [f"kept {s['kept']} of {s['images']} images ({s['kept_share']:.0%}) whose most probable class reached its "
+             f"threshold ({th}); kept per class: {per}"]
+    if 'answers' in s and s['kept']:
+        lines.append(f"against the folder names of {data}: {s['answers']['kept_correct']:.1%} of the kept labels are "
+                     f"right, {s['answers']['all_correct']:.1%} of all")
+    lines.append(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
+                 f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
+                 f"... --pseudo {out / 'pseudo.csv'}")
+    return '\n'.join(lines)
+
+# %% ../nbs/engine/23_jobs.ipynb #db19f918
+def pseudo_halves(cfg: Config, pool,       # the labelled tree (`cfg.data`); a tree of other images of its classes
+                  thresholds=0.9, seeds=(0,), views='none', work=None, progress: bool = False):
+    "Macro F1 and accuracy on half B of `pool` of a baseline and of retrains with pseudo-labels of half A, per seed."
+    import tempfile
+    from dataclasses import replace
+    import numpy as np
+    import pandas as pd
+    from maskcls.files import new_run_dir
+    from maskcls.inference import predict_dir
+    from maskcls.labels import scores
+    from maskcls.layout import read_images
+    from maskcls.pseudo import halves
+    from maskcls.reports import make_pseudo
+    from maskcls.splits import split_for
+    from maskcls.train import train_run
+    df, task = read_table(cfg)
+    if task.attributes: raise ValueError(f'{cfg.data} is the competition layout: measure it as 15_pseudo does')
+    ev = read_images(pool, task.classes)
+    if 'label' not in ev: raise ValueError(f'{pool}: expected a tree of the classes {", ".join(task.classes[:5])}...')
+    A, B = halves(ev.assign(person=ev['path']))
+    work, rows = Path(work or tempfile.mkdtemp()), []
+    def on_b(run): return scores(B['label'].to_numpy(), predict_dir(run, B, views, progress=False)['probs'].numpy(),
+                                 task)
+    for s in seeds:
+        c = replace(cfg, seed=s)
+        tr, va = split_for(c, df)
+        base = new_run_dir(work / f'base{s}')
+        train_run(c, tr, va, base, progress=progress, task=task)
+        rows.append(dict(seed=s, arm='baseline', pseudo_images=0, pseudo_correct=np.nan, **on_b(base)))
+        for arm, th in (('+ pseudo(A), thresholds', thresholds), ('+ pseudo(A), all images', 0.0)):
+            m = make_pseudo(base, A, work / f'pseudo{s}', th, views, progress=False)
+            run = new_run_dir(work / f'retrain{s}')
+            res = train_run(replace(c, pseudo=str(m['out'] / 'pseudo.csv')), tr, va, run, progress=progress, task=task)
+            rows.append(dict(seed=s, arm=arm, pseudo_images=res['pseudo_images'],
+                             pseudo_correct=m['summary']['answers']['kept_correct'], **on_b(run)))
+    t = pd.DataFrame(rows)[['seed', 'arm', 'f1', 'acc', 'pseudo_images', 'pseudo_correct']]
+    return t.assign(f1_gain=t['f1'] - t.groupby('seed')['f1'].transform('first'))

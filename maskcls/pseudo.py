@@ -11,7 +11,7 @@ from .labels import encode, marginals
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'DEFAULT_THRESHOLDS', 'check_thresholds', 'attribute_confidence', 'select_pseudo', 'select_pseudo_from',
-           'halves']
+           'class_thresholds', 'select_class_pseudo', 'halves']
 
 # %% ../nbs/15_pseudo.ipynb #2c192d96
 ATTRIBUTES = ('mask', 'gender', 'age')                       # the thresholds' keys
@@ -48,6 +48,32 @@ def select_pseudo_from(table: pd.DataFrame, thresholds) -> np.ndarray:
     "Which rows of a `pseudo_table` other thresholds would keep (from its stored probabilities)."
     th = check_thresholds(thresholds)
     return np.logical_and.reduce([table[f'p_{a}'].to_numpy() >= th[a] for a in ATTRIBUTES])
+
+# %% ../nbs/15_pseudo.ipynb #2c4f96d3
+def class_thresholds(spec, classes, default: float = 0.9) -> np.ndarray:
+    "One threshold per class of `classes` from `spec`: a number, a dict, or text like `0.9` or `cat=0.95,0.8`."
+    if isinstance(spec, str):
+        items = [x.strip() for x in spec.split(',') if x.strip()]
+        spec = {k.strip(): v for k, _, v in (x.rpartition('=') for x in items)}
+    if not isinstance(spec, dict): spec = {'': spec}
+    unknown = sorted(set(spec) - set(classes) - {''})
+    if unknown: raise ValueError(f'threshold for unknown class(es) {unknown}: the classes are {", ".join(classes)}')
+    out = []
+    for c in classes:
+        v = spec.get(c, spec.get('', default))
+        try: v = float(v)
+        except (TypeError, ValueError): v = float('nan')
+        if not 0 <= v <= 1: raise ValueError(f'threshold of {c}: {spec.get(c, spec.get(""))!r} is not a probability '
+                                             'in [0, 1]')
+        out.append(v)
+    return np.array(out)
+
+def select_class_pseudo(probs, thresholds) -> pd.DataFrame:
+    "Per image: the most probable class (`label`), its probability (`confidence`), and `keep`: it reaches its threshold."
+    p = np.asarray(probs, dtype=float)
+    label = p.argmax(1)
+    conf = p[np.arange(len(p)), label]
+    return pd.DataFrame(dict(label=label, confidence=conf, keep=conf >= np.asarray(thresholds)[label]))
 
 # %% ../nbs/15_pseudo.ipynb #bca7b6ba
 def halves(ev: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

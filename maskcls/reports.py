@@ -13,20 +13,23 @@ import pandas as pd
 from PIL import Image
 
 from . import __version__
-from .labels import ATTRIBUTES, MASK_STEMS, N_CLASSES, decode, few
+from .labels import ATTRIBUTES, MASK_STEMS, N_CLASSES, decode, few, scores
 from .files import atomic_write, new_run_dir, save_figure, write_csv, write_text
-from .layout import eval_root, find_train_root, is_junk
+from .layout import eval_root, find_train_root, is_junk, read_image_folder, read_images
 from .pages import Html, figure, link, para, section, table, write_page
-from .rundir import CVDir, RunDir, run_dirs
+from .eda import image_grid
+from .rundir import CVDir, RunDir, read_oof, run_dirs
 from .inference import predict_dir
-from .suspects import baseline_suspects, find_suspects, fixes_from, load_oof
-from .pseudo import DEFAULT_THRESHOLDS, check_thresholds, select_pseudo
-from .submission import find_images, source_name
+from .suspects import baseline_suspects, find_suspects, fixes_from, folder_suspects, load_oof
+from .pseudo import DEFAULT_THRESHOLDS, check_thresholds, class_thresholds, select_class_pseudo, select_pseudo
+from .submission import check_same_images, find_images, read_predictions, read_submission, source_name
 from .compare import class_crosstab, compare_summary, pair_table, plot_disagreements
 
 # %% auto #0
-__all__ = ['SUMMARY_LABELS', 'thumbnail', 'plot_suspects', 'write_suspects_page', 'write_suspects', 'write_fixed', 'pseudo_table',
-           'pseudo_summary', 'plot_confidence', 'make_pseudo', 'summary_table', 'write_compare_report']
+__all__ = ['SUMMARY_LABELS', 'thumbnail', 'plot_suspects', 'write_suspects_page', 'write_suspects', 'write_fixed', 'group_column',
+           'write_folder_suspects', 'check_folder_copy', 'write_folder_fixed', 'pseudo_table', 'pseudo_summary',
+           'plot_confidence', 'make_pseudo', 'folder_pseudo_table', 'folder_pseudo_summary', 'plot_class_confidence',
+           'summary_table', 'write_compare_report', 'folder_pair_table', 'write_folder_compare']
 
 # %% ../nbs/engine/26_reports.ipynb #b0566488
 def _photos(oof: pd.DataFrame, person: str) -> list:
@@ -152,15 +155,119 @@ def write_fixed(data, units: pd.DataFrame, out, attributes=('mask_swap',), min_s
         shutil.rmtree(tmp, ignore_errors=True); raise
     return fixes
 
+# %% ../nbs/engine/26_reports.ipynb #f90dce1e
+def group_column(oof: pd.DataFrame, group, source='oof.csv') -> pd.Series | None:
+    "The group of each row of `oof`: None (each image alone), a column of `oof`, or the `group` of a CSV `path,group`."
+    if not group: return None
+    if group in oof.columns: return oof[group].astype(str)
+    f = Path(group)
+    cols = ', '.join(c for c in oof.columns if not (c[:1] == 'p' and c[1:].isdigit()))
+    if f.suffix.lower() != '.csv' or not f.is_file():
+        raise ValueError(f'--group {group}: neither a column of {source} ({cols}) nor a CSV file with columns path,group')
+    t = pd.read_csv(f, dtype=str, keep_default_na=False)
+    if not {'path', 'group'} <= set(t.columns):
+        raise ValueError(f'{f}: expected the columns path,group (a group per image), got {list(t.columns)}')
+    full = lambda p, base: os.path.realpath(p if os.path.isabs(p) else base / p)
+    of = dict(zip((full(p, f.parent) for p in t['path']), t['group']))
+    g = pd.Series([of.get(full(p, Path.cwd())) for p in oof['path']], index=oof.index)
+    if g.isna().any():
+        raise ValueError(f'{f}: {int(g.isna().sum())} images of {source} have no group, e.g. '
+                         f'{oof["path"][g.isna()].iloc[0]}: give every image a row path,group')
+    return g
+
+def write_folder_suspects(cv, out, n: int = 50, method: str = 'normalized_margin', adjust: bool = True,
+                          group=None, baseline: bool = False) -> dict:
+    "Rank the images (or groups) of an ImageFolder CV folder `cv`; write suspects.csv, units.csv and index.html."
+    oof, task = read_oof(cv)
+    if baseline: method, adjust = 'self_confidence', False
+    g = group_column(oof, group, CVDir(cv).oof_file)
+    if g is not None: oof = oof.assign(_group=g.to_numpy())
+    ranked, units = folder_suspects(oof, task, method, adjust, '_group' if g is not None else None)
+    shown = units[units['group'].isin(set(ranked['group'].iloc[:n]))]
+    gone = [p for p in shown['photo'] if not Path(p).exists()]
+    if gone:
+        raise FileNotFoundError(f'{len(gone)} images named in {CVDir(cv).oof_file} are missing, e.g. {gone[0]}: run '
+                                'from the folder the CV ran in (its paths may be relative), or restore the data')
+    out = Path(out); (out / 'thumbs').mkdir(parents=True, exist_ok=True)
+    write_csv(ranked, out / 'suspects.csv', index=False)
+    write_csv(units, out / 'units.csv', index=False)
+    what = 'groups' if g is not None else 'images'
+    rows = []
+    for row in ranked.iloc[:n].itertuples():
+        figs = []
+        for i, u in enumerate(shown[shown['group'] == row.group].itertuples()):
+            t = thumbnail(u.photo, out / 'thumbs' / f'{row.rank:04d}_{i:03d}.jpg')
+            ring = ' style="outline:3px solid #c33"' if u.issue or u.photo == row.photo else ''
+            cap = html.escape(f'{Path(u.photo).name}: {u.given} -> {u.predicted}')
+            figs.append(f'<figure style="display:inline-block;margin:2px"><img src="thumbs/{html.escape(t.name)}" '
+                        f'height="96"{ring} alt="{html.escape(Path(u.photo).name)}"><figcaption>{cap}</figcaption>'
+                        '</figure>')
+        rows.append(dict(rank=row.rank, **({'group': row.group} if g is not None else {}),
+                         image=Path(row.photo).name, given=row.given, predicted=row.predicted,
+                         confidence=row.confidence, score=row.score, flagged='yes' if row.issue else '',
+                         **{'images (red: the suspicious ones)': Html(''.join(figs))}))
+    flagged = int((ranked['issues'] > 0).sum())
+    how = 'self-confidence, no thresholds' if not adjust and method == 'self_confidence' else (
+        method + ', class thresholds' * adjust)
+    about = (f'CV folder {cv}: {len(oof)} images of {task.n_classes} classes ({few(task.classes, 5)}); ranking: {how}; '
+             f'{flagged} {what} flagged by confident learning.')
+    body = (para(about) + para(f'All {len(ranked)} {what}, ranked, are in suspects.csv; every image judged is in '
+                                'units.csv. Click a column header to sort.')
+            + section(f'The {min(n, len(ranked))} most suspicious {what}', table(pd.DataFrame(rows))))
+    page = write_page(out / 'index.html', 'Label suspects', body, files=('suspects.csv', 'units.csv'),
+                      subtitle=f'{len(ranked)} {what} judged on their out-of-fold predictions')
+    return dict(people=ranked, units=units, page=page, flagged=flagged, what=what)
+
+# %% ../nbs/engine/26_reports.ipynb #98058c65
+def check_folder_copy(data, out) -> Path:
+    "`out` as the place of a corrected copy of the ImageFolder tree `data`: new or empty, and outside `data`."
+    data, out = Path(data), Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f'{out} already exists and is not empty: --write-fixed writes a new folder; choose another')
+    if out.resolve() == data.resolve() or data.resolve() in out.resolve().parents:
+        raise ValueError(f'{out} is inside the data folder {data}: write the corrected copy outside it')
+    return out
+
+def write_folder_fixed(data, units: pd.DataFrame, out, min_score: float = 0.5) -> pd.DataFrame:
+    """A new ImageFolder tree `out` of links to the images of `data`, the flagged images of `units` (scored at least
+    `min_score`) in the folder of their suspected class; the original is only read. Returns the moves."""
+    data, out = Path(data), check_folder_copy(data, out)
+    df = read_image_folder(data)
+    fix = units[units['issue'] & (units['score'] >= min_score)]
+    move = dict(zip(fix['photo'].map(os.path.realpath), fix['predicted']))
+    real = df['path'].map(os.path.realpath)
+    unknown = set(move) - set(real)
+    if unknown: raise ValueError(f'images {few(sorted(unknown), 2)} are not in {data}: pass the data folder the CV ran on')
+    df = df.assign(real=real, to=[move.get(r, c) for r, c in zip(real, df['class_name'])])
+    df = df.sort_values('to', key=lambda s: s != df['class_name'], kind='stable')    # the images that stay first
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, rows = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent)), []
+    try:
+        for r in df.itertuples():
+            dest = tmp / r.to / Path(*Path(r.path).relative_to(data).parts[1:])
+            if dest.is_symlink(): dest = dest.with_name(f'{r.class_name}_{dest.name}')   # a name the class had
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(r.real, dest)
+            if r.to != r.class_name:
+                rows.append(dict(image=r.path, given=r.class_name, fixed=r.to, copy=str(out / dest.relative_to(tmp))))
+        if out.exists(): out.rmdir()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
+    return pd.DataFrame(rows, columns=['image', 'given', 'fixed', 'copy'])
+
 # %% ../nbs/engine/26_reports.ipynb #10617b12
-def pseudo_table(df: pd.DataFrame, probs, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
-    """Every image of `df` (`ImageID`, absolute `path`, `person`) with `select_pseudo`'s answer and `keep`; the true
-    `answer` too when `df` has labels (synthetic data)."""
+def _pseudo_rows(df: pd.DataFrame, probs) -> pd.DataFrame:
+    "Absolute `path`, `person` (`pseudo:<ImageID>` when `df` has none) and `ImageID` of each image to pseudo-label."
     ids = (df['ImageID'] if 'ImageID' in df.columns else df['path']).astype(str).to_numpy()
     if len(ids) != len(probs): raise ValueError(f'{len(ids)} images but {len(probs)} rows of probabilities')
     person = df['person'].astype(str).to_numpy() if 'person' in df.columns else np.char.add('pseudo:', ids)
-    base = pd.DataFrame(dict(path=[os.path.abspath(p) for p in df['path']], person=person, ImageID=ids))
-    t = select_pseudo(probs, thresholds)
+    return pd.DataFrame(dict(path=[os.path.abspath(p) for p in df['path']], person=person, ImageID=ids))
+
+def pseudo_table(df: pd.DataFrame, probs, thresholds=DEFAULT_THRESHOLDS) -> pd.DataFrame:
+    """Every image of `df` (`ImageID`, absolute `path`, `person`) with `select_pseudo`'s answer and `keep`; the true
+    `answer` too when `df` has labels (synthetic data)."""
+    base, t = _pseudo_rows(df, probs), select_pseudo(probs, thresholds)
     out = pd.concat([base[['path']], t[['label']], base[['person', 'ImageID']], t.drop(columns='label')], axis=1)
     if 'label' in df.columns: out['answer'] = df['label'].to_numpy()
     return out
@@ -206,26 +313,68 @@ def make_pseudo(run, df: pd.DataFrame,     # a run or CV folder, and the images 
                 thresholds=DEFAULT_THRESHOLDS, views='face', merge: str = 'mean', device=None,
                 batch_size: int | None = None, progress: bool = True) -> dict:
     "Pseudo-label `df` with the models of `run`: `pseudo.csv` (the kept images), `all.csv`, `pseudo.json`, a figure."
-    th, t0 = check_thresholds(thresholds), time.time()
-    dirs = run_dirs(run)
-    task = RunDir(dirs[0]).task()
-    if task.n_classes != N_CLASSES or not task.attributes:
+    t0, task = time.time(), RunDir(run_dirs(run)[0]).task()
+    if not task.attributes:           # any ImageFolder task: a threshold per class (a number, a dict or text)
+        th = class_thresholds(0.9 if thresholds is DEFAULT_THRESHOLDS else thresholds, task.classes)
+    else: th = check_thresholds(thresholds)
+    if task.attributes and task.n_classes != N_CLASSES:
         raise ValueError(f'{run} predicts {task.n_classes} classes ({task.name}): per-attribute thresholds need the '
                          '18 mask/gender/age classes')
     r = predict_dir(run, df, views, merge, device=device, batch_size=batch_size, progress=progress)
-    table = pseudo_table(df, r['probs'].numpy(), th)
+    table = (pseudo_table(df, r['probs'].numpy(), th) if task.attributes
+             else folder_pseudo_table(df, r['probs'].numpy(), th, task))
     out = new_run_dir(out)
     cols = [c for c in table.columns if c not in ('keep', 'answer')]
     write_csv(table.loc[table['keep'], cols], out / 'pseudo.csv', index=False, float_format='%.6g')
     write_csv(table, out / 'all.csv', index=False, float_format='%.6g')
-    summary = pseudo_summary(table, th)
-    fig = plot_confidence(table, th); save_figure(fig, out / 'confidence.png', dpi=80); plt.close(fig)
+    summary = pseudo_summary(table, th) if task.attributes else folder_pseudo_summary(table, th, task)
+    fig = plot_confidence(table, th) if task.attributes else plot_class_confidence(table, th, task)
+    save_figure(fig, out / 'confidence.png', dpi=80); plt.close(fig)
     prov = dict(run=str(Path(run).resolve()), models=[str(d.resolve()) for d in r['dirs']],
                 data=df.attrs.get('report', {}).get('root'), views=list(r['names']), merge=merge,
                 created=time.strftime('%Y-%m-%d %H:%M:%S'), seconds=round(time.time() - t0, 1),
                 maskcls=__version__, **summary)
     write_text(out / 'pseudo.json', json.dumps(prov, indent=1))
     return dict(out=out, table=table, summary=summary, provenance=prov)
+
+# %% ../nbs/engine/26_reports.ipynb #f464200e
+def folder_pseudo_table(df: pd.DataFrame, probs, thresholds, task) -> pd.DataFrame:
+    """Every image of `df` with its most probable class of `task` (`label`, `class_name`), `confidence` and `keep`
+    (one threshold per class); the true `answer` too when `df` has labels."""
+    base, t = _pseudo_rows(df, probs), select_class_pseudo(probs, thresholds)
+    out = pd.concat([base[['path']], t[['label']], base[['person', 'ImageID']]], axis=1)
+    out = out.assign(class_name=np.array(task.classes)[t['label']], confidence=t['confidence'], keep=t['keep'])
+    if 'label' in df.columns: out['answer'] = df['label'].to_numpy()
+    return out
+
+def folder_pseudo_summary(table: pd.DataFrame, thresholds, task) -> dict:
+    "How many images were kept, in all and per class (by name); how many kept labels are right when known."
+    keep = table['keep'].to_numpy()
+    s = dict(images=len(table), kept=int(keep.sum()), kept_share=float(keep.mean()) if len(table) else 0.0,
+             thresholds=dict(zip(task.classes, map(float, thresholds))),
+             kept_per_class=dict(zip(task.classes, np.bincount(table.loc[keep, 'label'],
+                                                               minlength=task.n_classes).tolist())))
+    if 'answer' in table.columns:
+        right = table['label'].to_numpy() == table['answer'].to_numpy()
+        s['answers'] = dict(kept_correct=float(right[keep].mean()) if keep.any() else None,
+                            all_correct=float(right.mean()) if len(right) else None,
+                            note='the folder names of the pseudo-labelled images')
+    return s
+
+def plot_class_confidence(table: pd.DataFrame, thresholds, task):
+    "A histogram of the probability of each image's most probable class, right and wrong when known; the thresholds."
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    p, bins = table['confidence'].to_numpy(), np.linspace(0, 1, 41)
+    if 'answer' in table.columns:
+        ok = table['label'].to_numpy() == table['answer'].to_numpy()
+        ax.hist([p[ok], p[~ok]], bins, stacked=True, color=['#55A868', '#C44E52'], label=['right', 'wrong'])
+        ax.legend(fontsize=7)
+    else: ax.hist(p, bins, color='#4C72B0')
+    for v in sorted(set(map(float, thresholds))): ax.axvline(v, color='k', ls='--', lw=1)
+    ax.set_title(f'{task.n_classes} classes: {table["keep"].mean():.0%} kept', fontsize=9)
+    ax.set_xlabel('probability of the most probable class', fontsize=8); ax.set_ylabel('images')
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/engine/26_reports.ipynb #4cf25cfe
 def _save(fig, path: Path) -> Path:
@@ -302,4 +451,81 @@ def write_compare_report(a, b,                 # the two submission files
     write_page(written['index'], f'{na} vs {nb}: {s["disagree"]} of {s["images"]} images differ '
                f'(agreement {s["agreement"]:.1%})', ''.join(body), files=['disagreements.csv', 'summary.json'],
                subtitle=f'Two submissions compared on the eval set in {eval_dir}')
+    return written
+
+# %% ../nbs/engine/26_reports.ipynb #c49dca2b
+def _answers(path, task) -> pd.Series:
+    "A prediction file's most probable class, or a submission's `ans`, per ImageID; checked against `task`'s classes."
+    path = Path(path)
+    if path.is_file() and 'ans' in pd.read_csv(path, nrows=0).columns:
+        return read_submission(path, n_classes=task.n_classes)
+    p = read_predictions(path, n_classes=task.n_classes)
+    return pd.Series(p.to_numpy().argmax(1), index=p.index, name='ans')
+
+def folder_pair_table(a, b, data, task) -> pd.DataFrame:
+    "Per image of the folder `data`: both answers by class number and name, whether they agree, the truth if known."
+    sa, sb = _answers(a, task), _answers(b, task)
+    check_same_images(sa, sb, str(a), str(b))
+    ims = read_images(data, task.classes)
+    where = dict(zip(ims['ImageID'], ims['path']))
+    missing = [i for i in sa.index if i not in where]
+    if missing: raise ValueError(f'{len(missing)} images of {a} are not in {data}, e.g. {missing[0]}: pass the folder '
+                                 'the files predicted')
+    names = np.array(task.classes)
+    t = pd.DataFrame(dict(a=sa.to_numpy(), b=sb.loc[sa.index].to_numpy()), index=sa.index)
+    t = t.assign(same=t['a'] == t['b'], a_class=names[t['a']], b_class=names[t['b']], path=[where[i] for i in t.index])
+    if 'label' in ims:
+        t['gt'] = t.index.map(dict(zip(ims['ImageID'], ims['label']))).astype(int)
+        ra, rb = t['a'] == t['gt'], t['b'] == t['gt']
+        t = t.assign(gt_class=names[t['gt']], right=np.select([ra & rb, ra, rb], ['both', 'a', 'b'], 'neither'))
+    return t
+
+def write_folder_compare(a, b, data, out, task, n: int = 24, max_rows: int = 500) -> dict:
+    "Write `index.html`, `disagreements.png`, `disagreements.csv` and `summary.json` comparing `a` and `b` under `out`."
+    t, out = folder_pair_table(a, b, data, task), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    d = t[~t['same']]
+    s = dict(images=len(t), agree=int(t['same'].sum()), disagree=len(d),
+             agreement=float(t['same'].mean()) if len(t) else float('nan'))
+    if 'gt' in t:
+        for k in 'ab':
+            sc = scores(t['gt'].to_numpy(), t[k].to_numpy(), task)
+            s[f'f1_{k}'], s[f'acc_{k}'] = sc['f1'], sc['acc']
+        s.update({f'{k}_right': int((d['right'] == k).sum()) for k in ('a', 'b', 'neither')})
+    written = {'index': out / 'index.html', 'disagreements_csv': out / 'disagreements.csv',
+               'summary': out / 'summary.json'}
+    write_csv(d, written['disagreements_csv'])
+    write_text(written['summary'], json.dumps(dict(a=str(a), b=str(b), data=str(data), task=task.name, **s), indent=1))
+    if len(d):
+        g = d.iloc[:n]
+        titles = [f'A: {r.a_class}\nB: {r.b_class}' + (f'\ntrue: {r.gt_class}' if 'gt' in g else '')
+                  for r in g.itertuples()]
+        fig = image_grid(g['path'], titles, ncols=min(6, len(g)), size=2.4, title_size=10)
+        if 'gt' in g:
+            for ax, r in zip(fig.axes, g.itertuples()):
+                ax.title.set_color({'a': 'tab:blue', 'b': 'tab:orange', 'neither': 'tab:red', 'both': 'black'}[r.right])
+        written['disagreements'] = _save(fig, out / 'disagreements.png')
+    used = sorted(set(d['a']) | set(d['b']))
+    ct = pd.crosstab(d['a_class'], d['b_class']).reindex(index=[task.classes[c] for c in used],
+                                                          columns=[task.classes[c] for c in used], fill_value=0)
+    listing = d.iloc[:max_rows].assign(image=[link(os.path.relpath(p, out), i) for i, p in
+                                              zip(d.index[:max_rows], d['path'].iloc[:max_rows])])
+    cols = ['image', 'a_class', 'b_class'] + (['gt_class', 'right'] if 'gt' in d else [])
+    listing = listing[cols].rename(columns=dict(a_class='A says', b_class='B says', gt_class='truth',
+                                                right='who is right'))
+    labels = {**SUMMARY_LABELS, **{f'f1_{k}': f'{k.upper()}: macro F1 (mean of the {task.n_classes} per-class F1s)'
+                                   for k in 'ab'}}
+    facts = pd.DataFrame({'': [labels.get(k, k) for k in s], 'value': list(s.values())})
+    body = [section('Summary', para(f'A = {a}; B = {b}; images in {data}; classes of task {task.name}: '
+                                    f'{few(task.classes, 8)}.'), table(facts, sortable=False))]
+    if len(d):
+        body += [section('Which classes they swap', para("Rows: A's class; columns: B's class."),
+                         table(ct.rename_axis('A \\ B'), heat=True)),
+                 section(f'The first {min(n, len(d))} of {len(d)} photos they disagree on',
+                         figure('disagreements.png', 'Titles: what A and B say' + (
+                             ', and the truth; blue = A right, orange = B right, red = neither' if 'gt' in d else '')))]
+    body.append(section(f'Disagreements: {min(max_rows, len(d))} of {len(d)} (all in disagreements.csv)',
+                        table(listing) if len(d) else para('None: the two files agree on every image.')))
+    write_page(written['index'], f'{Path(a).name} vs {Path(b).name}: {len(d)} of {len(t)} images differ',
+               ''.join(body), files=['disagreements.csv', 'summary.json'], subtitle=f'Two prediction files of {data}')
     return written

@@ -124,13 +124,14 @@ def read_predictions(path,
 # %% ../nbs/engine/19_submission.ipynb #028d2548
 def write_submission(path, info,      # info.csv path or DataFrame from `read_info`
                      ids, labels,     # image ids and their predicted classes, in any order
+                     n_classes: int = N_CLASSES,   # 18 (the competition) unless given: the task's count
                     ) -> pd.DataFrame:
     "Write `info.csv`'s rows in order with `ans` set to the predicted class of each image."
     info = read_info(info) if isinstance(info, (str, Path)) else info.copy()
     ids, labels = np.asarray(ids, dtype=str), np.asarray(labels)
     if len(ids) != len(labels): raise ValueError(f'{len(ids)} ids but {len(labels)} labels')
-    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= N_CLASSES):
-        raise ValueError(f'labels must be integers 0..{N_CLASSES - 1}, got {labels.dtype} in '
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f'labels must be integers 0..{n_classes - 1}, got {labels.dtype} in '
                          f'{labels.min()}..{labels.max()}')
     check_ids(ids, info[ID], str(path))
     info[ANS] = pd.Series(labels, index=ids).loc[info[ID].to_numpy()].to_numpy()
@@ -166,6 +167,7 @@ def check_answers(ans: pd.Series,            # answers as read (any dtype), inde
 
 def read_submission(path,
                     info=None,   # info.csv path or DataFrame, or ids: check ids and return rows in this order
+                    n_classes: int = N_CLASSES,   # 18 (the competition) unless given: the task's count
                    ) -> pd.Series:
     "A submission's `ans` as integers, indexed by `ImageID` (in info.csv order when `info` is given)."
     df = _read_csv(path, 'submission')
@@ -173,7 +175,7 @@ def read_submission(path,
         raise ValueError(f'{path}: expected the header {ID},{ANS}, got {",".join(df.columns)}')
     empty_id = df[ID] == ''
     if empty_id.any(): raise ValueError(f'{path} line {df.index[empty_id][0]}: the ImageID is empty')
-    num = check_answers(df[ANS], df[ID], str(path))
+    num = check_answers(df[ANS], df[ID], str(path), n_classes)
     want = _info_ids(info)
     check_ids(df[ID], want, str(path), lines=df.index)
     out = pd.Series(num, index=pd.Index(df[ID].to_numpy(), name=ID), name=ANS)
@@ -231,7 +233,7 @@ def _n_prob_cols(path) -> int:
 def _read_member(path, info, n_classes: int = N_CLASSES):   # 18 (the competition) unless given: the task's count
     "('probs', DataFrame) for a prediction file, ('labels', Series) for a submission."
     if _n_prob_cols(path): return 'probs', read_predictions(path, expected=info, n_classes=n_classes)
-    return 'labels', read_submission(path, info)
+    return 'labels', read_submission(path, info, n_classes)
 
 def read_oof_probs(path, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:   # 18 unless given
     "Paths, labels and (N, n_classes) probabilities of an OOF file (`oof.csv` of a CV folder), sorted by path."
@@ -261,6 +263,7 @@ def ensemble_files(files,              # prediction files (ImageID,p0..) or subm
                    weights=None,       # one weight per member (soft, hard, gmean, rank, per-attribute)
                    oof=None,           # greedy, stack: each member's out-of-fold file (oof.csv), in the same order
                    info=None,          # info.csv (or `read_info` table) whose ImageIDs every member must hold
+                   n_classes=None,     # the task's classes (default: the first prediction file's, else 18)
                   ) -> dict:
     """Vote over member files (prediction files or submissions); returns a dict: `ids`, `labels`, `probs` (None for
     hard votes), `weights`, and for greedy and stack the out-of-fold scores."""
@@ -269,7 +272,7 @@ def ensemble_files(files,              # prediction files (ImageID,p0..) or subm
     if not files: raise ValueError('no member files given')
     if weights is not None and len(weights) != len(files):
         raise ValueError(f'{len(weights)} weights for {len(files)} files')
-    n = next((c for c in map(_n_prob_cols, files) if c), N_CLASSES)   # the classes of the first prediction file
+    n = n_classes or next((c for c in map(_n_prob_cols, files) if c), N_CLASSES)   # else the first prediction file's
     if n != N_CLASSES and method == 'per-attribute':
         raise ValueError(f'per-attribute voting needs the 18 mask/gender/age classes, the files have {n}: '
                          'use soft or hard voting')
@@ -403,14 +406,15 @@ def compose_report(paths,      # prediction files, oof.csv files or CV folders o
     if info: write_submission(sub, info, r['ids'], r['labels'])
     return f"composed mask x gender x age of {len(r['ids'])} images -> {out}" + (f' and {sub}' if info else '')
 
-def ensemble_report(files, out, method: str = 'soft', weights=None, oof=None, info=None) -> str:
+def ensemble_report(files, out, method: str = 'soft', weights=None, oof=None, info=None, n_classes=None) -> str:
     """Vote over member `files` (`ensemble_files`) into `out`, a prediction file (a submission when the members are
     submissions), and a submission beside it with `info`; the lines `maskcls ensemble` prints."""
-    r, out = ensemble_files(files, method, weights, oof, info), Path(out)
+    r, out = ensemble_files(files, method, weights, oof, info, n_classes), Path(out)
+    n = n_classes or (r['probs'].shape[1] if r['probs'] is not None else N_CLASSES)
     if r['probs'] is not None: write_predictions(out, r['ids'], r['probs'], r['probs'].shape[1])
     if info:
         sub = out if r['probs'] is None else out.with_name(out.stem + '_submission.csv')
-        write_submission(sub, info, r['ids'], r['labels'])
+        write_submission(sub, info, r['ids'], r['labels'], n)
     elif r['probs'] is None: write_csv(pd.DataFrame(dict(ImageID=r['ids'], ans=r['labels'])), out, index=False)
     if method == 'stack':
         return (f"stack of {len(files)} files -> {out}; out-of-fold macro F1: stack {r['oof_score']:.4f} (its own "

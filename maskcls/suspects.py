@@ -17,7 +17,7 @@ from .rundir import CVDir, read_oof
 
 # %% auto #0
 __all__ = ['ATTRIBUTES', 'METHODS', 'FIXABLE', 'load_oof', 'attribute_units', 'judge', 'swap_pairs', 'find_suspects',
-           'baseline_suspects', 'noisy_people', 'detection', 'fixes_from', 'right_fixes']
+           'baseline_suspects', 'noisy_people', 'detection', 'fixes_from', 'right_fixes', 'folder_suspects']
 
 # %% ../nbs/14_label_review.ipynb #1814fd19
 def load_oof(cv) -> pd.DataFrame:
@@ -159,3 +159,19 @@ def right_fixes(fixes: pd.DataFrame, data) -> int:
     noise = pd.read_csv(find_train_root(data) / 'noise.csv', dtype={'person': str}).drop_duplicates('person')
     kind = dict(zip(noise['person'], noise['kind'].map({'gender': 'gender', 'mask': 'mask_swap'})))
     return int((fixes['person'].map(kind) == fixes['attribute']).sum())
+
+# %% ../nbs/14_label_review.ipynb #6002d6b0
+def folder_suspects(oof: pd.DataFrame, task, method: str = 'normalized_margin', adjust: bool = True,
+                    group=None) -> tuple[pd.DataFrame, pd.DataFrame]:   # group: a column of `oof`, or None (images)
+    """Groups of images (each image its own group unless `group` names a column) ranked most suspicious first, by their
+    most suspicious image, and every image judged; classes named by `task` (any task without attributes)."""
+    j = judge(oof['label'].to_numpy(), oof[task.prob_cols].to_numpy(), method, adjust)
+    names = np.array(task.classes)
+    u = pd.DataFrame(dict(group=(oof[group] if group else oof['path']).astype(str).to_numpy(), photo=oof['path'],
+                          given=names[oof['label'].to_numpy()], predicted=names[j['predicted']]))
+    u = u.assign(**j.drop(columns='predicted'), score=1 - j['quality'])
+    u = u.sort_values(['score', 'group', 'photo'], ascending=[False, True, True], ignore_index=True)
+    g = u.drop_duplicates('group').assign(issues=lambda t: t['group'].map(u.groupby('group')['issue'].sum()),
+                                          images=lambda t: t['group'].map(u.groupby('group').size()))
+    g.insert(0, 'rank', np.arange(1, len(g) + 1))
+    return g.drop(columns='quality').reset_index(drop=True), u

@@ -99,8 +99,6 @@ def bad_cv(cv, name, edit=None, task=None):
     ('no_oof', None, None, 'oof.csv not found'),
     ('no_person', lambda o: o.drop(columns='person'), None, "lacks column(s) ['person']"),
     ('own_person', lambda o: o.assign(person=o['path']), None, 'its own person'),
-    ('plain_classes', lambda o: o[['path', 'person', 'label', 'fold'] + PROB_COLS[:3]].assign(label=0),
-     dict(name='folders', classes=['a', 'b', 'c']), 'plain classes'),
 ])
 def test_bad_cv_folders_are_refused_with_the_fix(cv, capsys, name, edit, task, says):
     d = cv / name if name == 'missing' else bad_cv(cv, name, edit, task)
@@ -115,3 +113,12 @@ def test_missing_photos_are_named(cv, capsys):
     assert main(['suspects', '--cv', str(d), '--out', str(cv / 'out_moved')]) == 2
     err = capsys.readouterr().err
     assert 'missing' in err and str(cv / 'gone') in err
+
+
+def test_plain_classes_are_ranked_by_image(cv, capsys):
+    "A CV of plain classes (an ImageFolder task) is no longer refused: its images are ranked, by the task's names."
+    d = bad_cv(cv, 'plain_classes', lambda o: o[['path', 'person', 'label', 'fold'] + PROB_COLS[:3]].assign(label=0),
+               dict(name='folders', classes=['a', 'b', 'c']))
+    assert main(['suspects', '--cv', str(d), '--out', str(cv / 'out_plain')]) == 0
+    assert f"{len(pd.read_csv(d / 'oof.csv'))} images ranked" in capsys.readouterr().out
+    assert set(pd.read_csv(cv / 'out_plain' / 'suspects.csv')['given']) == {'a'}
