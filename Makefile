@@ -77,6 +77,7 @@ check-outputs: $(STAMP)
 # 5. the code is tidy: unused imports, undefined names, imports at the top, lines <= 120 (config in pyproject.toml)
 lint: $(STAMP)
 	$(BIN)/ruff check maskcls tests tools benchmarks
+	$(BIN)/ruff check --isolated --select F821 --output-format concise nbs   # no undefined name in any notebook cell, slow ones included
 # 6. every notebook runs as a test (cells flagged slow/cuda/notest are skipped here)
 nbtest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers 2 --timing

@@ -49,3 +49,10 @@ def test_export_share_of_the_course():
         _, code, exp = lessons.counts(load(p))
         c, e = c + code, e + exp
     assert e / c <= 0.36, f'export cells are {e / c:.0%} of the lessons code lines (at most about 35%)'
+
+
+def test_cell_ids_unique():
+    "nbformat renumbers a repeated cell id with a warning on every read (the site build, JupyterLab): none repeat."
+    for p in sorted(NBS.rglob('*.ipynb')):
+        ids = [c.get('id') for c in load(p)['cells']]
+        assert len(ids) == len(set(ids)), f'{p.relative_to(ROOT)} repeats cell ids: run nbdev_clean after fixing them'
