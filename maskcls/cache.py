@@ -5,6 +5,9 @@
 # %% ../nbs/engine/06_cache.ipynb #af6ab231
 from __future__ import annotations
 import errno, json, os, time, warnings
+from contextlib import contextmanager
+try: import fcntl                      # POSIX: a lock file serialises builders of one cache
+except ImportError: fcntl = None
 import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor, wait, FIRST_COMPLETED
 from pathlib import Path
@@ -115,13 +118,25 @@ class ImageCache:
         tag = f'{self.size[0]}x{self.size[1]}-{fit}'
         self.file, self.manifest_file = self.folder / f'pixels-{tag}.u8', self.folder / f'manifest-{tag}.json'
         self.config = dict(version=self.VERSION, size=list(self.size), fit=fit, background=list(self.background))
+        self.lock_file = self.folder / f'lock-{tag}'
         self.entries, self.n_rows, self.report, self._mm = {}, 0, {}, None
-        if self.manifest_file.exists():
-            m = json.loads(self.manifest_file.read_text())
-            if m['config'] == self.config: self.entries, self.n_rows = m['entries'], m['n_rows']
-            else:
-                warnings.warn(f'{self.manifest_file} was written with {m["config"]}, not {self.config}: starting '
-                              'afresh')
+        self._load()
+
+    def _load(self):
+        "Read the manifest on disk (another process may have added rows since this one last looked)."
+        if not self.manifest_file.exists(): return
+        m = json.loads(self.manifest_file.read_text())
+        if m['config'] == self.config: self.entries, self.n_rows, self._mm = m['entries'], m['n_rows'], None
+        else:
+            warnings.warn(f'{self.manifest_file} was written with {m["config"]}, not {self.config}: starting '
+                          'afresh')
+
+    @contextmanager
+    def _locked(self):
+        "Hold the cache's lock file: one process at a time hands out rows and writes the manifest."
+        with open(self.lock_file, 'a') as f:
+            if fcntl is not None: fcntl.flock(f, fcntl.LOCK_EX)      # released when the file closes, or the process dies
+            yield
 
     @property
     def row_bytes(self): return 3 * self.size[0] * self.size[1]
@@ -152,37 +167,39 @@ class ImageCache:
         if on_error not in ('raise', 'skip'): raise ValueError(f'on_error={on_error!r}: expected "raise" or "skip"')
         t0, failed = time.perf_counter(), {}
         paths = [os.path.abspath(p) for p in paths]
-        todo = self._plan(paths, failed)
-        for _, p in todo: self.entries.pop(p, None)            # a changed row is invalid until decoded again
-        with open(self.file, 'ab') as f: f.truncate(max(os.path.getsize(self.file), self.n_rows * self.row_bytes))
-        self._mm, saved, ok = None, time.perf_counter(), 0
-        n_missing = len(failed)
-        chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
-        args = (str(self.file), self.size, self.fit, self.background)
-        workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-        bar = progress_bar(total=len(todo), desc=f'decoding {len(todo)} images', disable=not progress or not todo)
-        def take(results):
-            nonlocal ok, saved
-            for row, p, st, err in results:
-                if err is None: self.entries[p] = [row, *st]; ok += 1
-                else: failed[p] = err
-            bar.update(len(results))
-            if time.perf_counter() - saved > save_every: self._save(); saved = time.perf_counter()
-        try:
-            if workers <= 1 or len(chunks) <= 1:
-                for c in chunks: take(_decode_rows(*args, c))
-            else:
-                with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=die_with_parent,
-                                         initargs=(os.getpid(),)) as ex:
-                    pending = {ex.submit(_decode_rows, *args, c) for c in chunks}
-                    try:
-                        while pending:
-                            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                            for fu in finished: take(fu.result())
-                    finally:
-                        for fu in pending: fu.cancel()
-        finally:
-            bar.close(); self._save()
+        with self._locked():                    # another build of this cache waits here, then sees its rows
+            self._load()
+            todo = self._plan(paths, failed)
+            for _, p in todo: self.entries.pop(p, None)            # a changed row is invalid until decoded again
+            with open(self.file, 'ab') as f: f.truncate(max(os.path.getsize(self.file), self.n_rows * self.row_bytes))
+            self._mm, saved, ok = None, time.perf_counter(), 0
+            n_missing = len(failed)
+            chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+            args = (str(self.file), self.size, self.fit, self.background)
+            workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+            bar = progress_bar(total=len(todo), desc=f'decoding {len(todo)} images', disable=not progress or not todo)
+            def take(results):
+                nonlocal ok, saved
+                for row, p, st, err in results:
+                    if err is None: self.entries[p] = [row, *st]; ok += 1
+                    else: failed[p] = err
+                bar.update(len(results))
+                if time.perf_counter() - saved > save_every: self._save(); saved = time.perf_counter()
+            try:
+                if workers <= 1 or len(chunks) <= 1:
+                    for c in chunks: take(_decode_rows(*args, c))
+                else:
+                    with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=die_with_parent,
+                                             initargs=(os.getpid(),)) as ex:
+                        pending = {ex.submit(_decode_rows, *args, c) for c in chunks}
+                        try:
+                            while pending:
+                                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                                for fu in finished: take(fu.result())
+                        finally:
+                            for fu in pending: fu.cancel()
+            finally:
+                bar.close(); self._save()
         n = len(set(paths))
         self.report = dict(images=n, decoded=ok, reused=n - len(todo) - n_missing, failed=failed,
                            seconds=round(time.perf_counter() - t0, 3), file_bytes=os.path.getsize(self.file))
