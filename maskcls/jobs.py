@@ -219,6 +219,12 @@ def folder_suspects_files(cv, out, n: int = 50, method: str = 'normalized_margin
     return '\n'.join(lines)
 
 # %% ../nbs/engine/23_jobs.ipynb #f7f6099c
+def _pseudo_outputs(out) -> str:
+    "The lines of `maskcls pseudo` that name its files and how to train with them."
+    return (f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
+            f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
+            f"... --pseudo {out / 'pseudo.csv'}")
+
 def pseudo_files(run, data,                # a run or CV folder; the folder of images to label
                  out='runs/pseudo', thresholds=None, views='face', merge: str = 'mean', device=None,
                  batch_size: int | None = None,
@@ -246,9 +252,7 @@ def pseudo_files(run, data,                # a run or CV folder; the folder of i
     if 'answers' in s and s['kept']:
         lines.append(f"against {data} answers (synthetic data only): {s['answers']['kept_correct']:.1%} of the kept "
                      f"labels are right, {s['answers']['all_correct']:.1%} of all")
-    lines.append(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
-                 f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
-                 f"... --pseudo {out / 'pseudo.csv'}")
+    lines.append(_pseudo_outputs(out))
     return '\n'.join(lines)
 
 def folder_pseudo_lines(r: dict, data) -> str:
@@ -261,9 +265,7 @@ def folder_pseudo_lines(r: dict, data) -> str:
     if 'answers' in s and s['kept']:
         lines.append(f"against the folder names of {data}: {s['answers']['kept_correct']:.1%} of the kept labels are "
                      f"right, {s['answers']['all_correct']:.1%} of all")
-    lines.append(f"training table: {out / 'pseudo.csv'}; every image: {out / 'all.csv'}; provenance: "
-                 f"{out / 'pseudo.json'}; figure: {out / 'confidence.png'}\nadd it to training: maskcls train (or cv) "
-                 f"... --pseudo {out / 'pseudo.csv'}")
+    lines.append(_pseudo_outputs(out))
     return '\n'.join(lines)
 
 # %% ../nbs/engine/23_jobs.ipynb #db19f918

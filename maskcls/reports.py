@@ -272,6 +272,12 @@ def pseudo_table(df: pd.DataFrame, probs, thresholds=DEFAULT_THRESHOLDS) -> pd.D
     if 'label' in df.columns: out['answer'] = df['label'].to_numpy()
     return out
 
+def _pseudo_answers(table: pd.DataFrame, keep, note: str) -> dict:
+    "How many kept labels, and how many of all, are right, where the table has the true `answer`."
+    right = table['label'].to_numpy() == table['answer'].to_numpy()
+    return dict(kept_correct=float(right[keep].mean()) if keep.any() else None,
+                all_correct=float(right.mean()) if len(right) else None, note=note)
+
 def pseudo_summary(table: pd.DataFrame, thresholds) -> dict:
     "How many images were kept, in all, per class and per attribute; how many kept labels are right when known."
     th, keep = check_thresholds(thresholds), table['keep'].to_numpy()
@@ -280,10 +286,7 @@ def pseudo_summary(table: pd.DataFrame, thresholds) -> dict:
              passed={a: float((table[f'p_{a}'] >= th[a]).mean()) if len(table) else 0.0 for a in ATTRIBUTES},
              kept_per_class=np.bincount(table.loc[keep, 'label'], minlength=N_CLASSES).tolist())
     if 'answer' in table.columns:
-        right = table['label'].to_numpy() == table['answer'].to_numpy()
-        s['answers'] = dict(kept_correct=float(right[keep].mean()) if keep.any() else None,
-                            all_correct=float(right.mean()) if len(right) else None,
-                            note='synthetic data only: the true answers of the pseudo-labelled images')
+        s['answers'] = _pseudo_answers(table, keep, 'synthetic data only: the true answers of the pseudo-labelled images')
     return s
 
 def plot_confidence(table: pd.DataFrame, thresholds=DEFAULT_THRESHOLDS):
@@ -354,11 +357,7 @@ def folder_pseudo_summary(table: pd.DataFrame, thresholds, task) -> dict:
              thresholds=dict(zip(task.classes, map(float, thresholds))),
              kept_per_class=dict(zip(task.classes, np.bincount(table.loc[keep, 'label'],
                                                                minlength=task.n_classes).tolist())))
-    if 'answer' in table.columns:
-        right = table['label'].to_numpy() == table['answer'].to_numpy()
-        s['answers'] = dict(kept_correct=float(right[keep].mean()) if keep.any() else None,
-                            all_correct=float(right.mean()) if len(right) else None,
-                            note='the folder names of the pseudo-labelled images')
+    if 'answer' in table.columns: s['answers'] = _pseudo_answers(table, keep, 'the folder names of the pseudo-labelled images')
     return s
 
 def plot_class_confidence(table: pd.DataFrame, thresholds, task):
