@@ -17,6 +17,10 @@ exactly as a student's Run All. What a committed notebook must not carry is left
   so `make check-clean` finds nothing to change. Memory addresses (`<... at 0x7f...>`) go with them (nbdev's
   `clean_ids`), and the random names of temporary folders (`/tmp/tmpab12_x9z`) become `/tmp/tmpXXXXXXXX`;
   pandas Styler tables' random ids (`T_53e43`) are numbered in page order (`T_00001`).
+- Threads: the kernel runs with one thread for torch and numpy (`OMP_NUM_THREADS=1`, as `make slow` does). A CPU
+  model's float sums depend on how many threads split them, so the same lesson run with 1 and 2 threads ends
+  with numbers that differ in the third decimal (10_stacking's stack 0.399 against 0.400, 11_averaging's final
+  checkpoint 0.386 against 0.393): with the count fixed, the bytes no longer depend on the machine's cores.
 
 So re-executing an unchanged lesson writes the same bytes. Each executed lesson records in its metadata
 (`maskcls.code_hash`) a hash of its code cells' sources (trailing spaces and blank edges ignored, so cleaning
@@ -234,6 +238,8 @@ def execute(path, timeout=600):
     at = {'i': 0}
     env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
     env['TQDM_DISABLE'] = '1'                    # and in any process a lesson starts
+    for k in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
+        env[k] = '1'                             # the same float sums on any machine: see the docstring
     client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}},
                             record_timing=False, store_widget_state=False,
                             extra_arguments=['--IPKernelApp.log_level=ERROR'],  # not its warning about plain TCP
