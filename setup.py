@@ -34,6 +34,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['maskcls', 'maskcls.*']),
     include_package_data=True,
+    package_data={'maskcls': ['weights/*.pth', 'weights/*.json']},   # the tiny model's pretrained start
     install_requires=requirements,
     extras_require={'dev': dev_requirements + hpo_requirements, 'ray': ray_requirements, 'hpo': hpo_requirements},
     python_requires='>=' + min_python,

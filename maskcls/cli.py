@@ -8,9 +8,9 @@ import argparse, sys, threading
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['COMMANDS', 'cmd_synth', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv', 'cmd_predict', 'cmd_average',
-           'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo', 'cmd_compare', 'cmd_runs', 'cmd_suspects', 'cmd_demo',
-           'build_parser', 'main']
+__all__ = ['COMMANDS', 'cmd_synth', 'cmd_pretrain', 'cmd_validate', 'cmd_eda', 'cmd_train', 'cmd_cv', 'cmd_predict',
+           'cmd_average', 'cmd_ensemble', 'cmd_pseudo', 'cmd_hpo', 'cmd_compare', 'cmd_runs', 'cmd_suspects',
+           'cmd_demo', 'build_parser', 'main']
 
 # %% ../nbs/engine/25_cli.ipynb #9f2ca5c7
 def cmd_synth(a):
@@ -18,6 +18,14 @@ def cmd_synth(a):
     s = make_dataset(a.out, people=a.people, eval_people=a.eval_people, seed=a.seed, noise=a.noise,
                      workers=a.workers, overwrite=a.overwrite)
     print(f"wrote {s['train_images']} train and {s['eval_images']} eval images to {a.out} in {s['seconds']:.1f}s")
+
+def cmd_pretrain(a):
+    from maskcls.pretrain import pretrain
+    c = pretrain(a.out, a.data, a.run, people=a.people, seed=a.seed, epochs=a.epochs, cache_dir=a.cache_dir)
+    h = c['holdout']
+    print(f"wrote {a.out or c['name']} ({c['bytes'] / 1e6:.2f} MB, sha256 {c['sha256'][:12]}) and its card in "
+          f"{c['train_seconds']}s of training; on {c['holdout_people']} held-out people: macro F1 {h['f1']:.4f}, mask "
+          f"{h['f1_mask']:.4f}, gender {h['f1_gender']:.4f}, age {h['f1_age']:.4f}")
 
 def cmd_validate(a):
     from maskcls.layout import LayoutError, check_data
@@ -152,6 +160,17 @@ def _synth_args(p):
           ('--noise', float, 0.0, 'share of people given a wrong label on purpose (recorded in train/noise.csv)'),
           ('--workers', int, None, 'processes (default: all cores)'),
           ('--overwrite', bool, False, 'write into a non-empty folder'))
+
+def _pretrain_args(p):
+    from maskcls.pretrain import PRETRAIN
+    _opts(p, ('--out', Path, None, "weights file to write (default: the shipped maskcls/weights/tiny-synth2700.pth, "
+                                   "used by --weights synth)"),
+          ('--data', Path, Path('data/pretrain'), 'folder for the generated people (reused when complete)'),
+          ('--run', Path, Path('runs/pretrain'), 'training run folder (resumed when cut short)'),
+          ('--people', int, PRETRAIN['people'], 'synthetic people to pretrain on (7 photos each)'),
+          ('--seed', int, PRETRAIN['seed'], 'seed of the people: 1000 or more, never a lesson\'s or the demo\'s'),
+          ('--epochs', int, PRETRAIN['epochs'], 'training epochs'),
+          ('--cache-dir', Path, Path('cache'), 'decoded-image cache folder'))
 
 def _validate_args(p):
     from maskcls.labels import OLD_AGE
@@ -324,6 +343,8 @@ def _demo_args(p):
           ('--folds', int, 5, 'cross-validation folds'),
           ('--epochs', int, None, f"training epochs {_preset('epochs')}"),
           ('--model', str, None, f"backbone: tiny for CPU, e.g. resnet18 on a GPU {_preset('model')}"),
+          ('--weights', str, None, "the model's start: synth (the tiny model's pretrained start), none (random "
+                                   f"weights), a torchvision weights name or a .pth file {_preset('weights')}"),
           ('--img-size', int, None, f"image size, height then width {_preset('img_size')}",
            dict(nargs=2, metavar=('H', 'W'))),
           ('--batch-size', int, None, f"training batch size {_preset('batch_size')}"),
@@ -334,6 +355,8 @@ def _demo_args(p):
 
 COMMANDS = dict(   # name: (function, what it does, the function that adds its options)
     synth=(cmd_synth, 'write a synthetic dataset in the competition layout', _synth_args),
+    pretrain=(cmd_pretrain, "build the tiny model's pretrained start from synthetic people no lesson uses "
+                            '(--weights synth)', _pretrain_args),
     validate=(cmd_validate, 'check a dataset folder and list every problem', _validate_args),
     eda=(cmd_eda, 'write class counts, age histogram and image grids', _eda_args),
     train=(cmd_train, 'one training run: a person-level hold-out, or fold --fold of --folds', _train_args),

@@ -12,7 +12,7 @@ import yaml
 from fastcore.basics import patch
 
 from .labels import OLD_AGE, TASK_CHOICES
-from .files import atomic_write
+from .files import atomic_write, looks_like_file
 
 # %% auto #0
 __all__ = ['CONFIG', 'ConfigError', 'Config', 'config_from_dict', 'load_config', 'save_config', 'add_config_args',
@@ -78,7 +78,8 @@ class Config:
     # model
     model: str = _opt('tiny', 'backbone name: tiny, or any torchvision classification model '
                               '(resnet18, efficientnet_b0, ...)')
-    weights: str = _opt('', "'' (random init), a torchvision weights name such as DEFAULT, or a local .pth file")
+    weights: str = _opt('', "'' (random init), a torchvision weights name such as DEFAULT, synth (the tiny "
+                                 "model's pretrained start, shipped with maskcls), or a local .pth file")
     heads: str = _opt('single', 'one 18-way head, or three heads (mask 3, gender 2, age 3)', ['single', 'three'])
     task: str = _opt('all', 'what the model predicts: all 18 classes, or one attribute alone (mask 3 classes, gender 2, '
                             'age 3) to compose later with `maskcls ensemble --compose`', list(TASK_CHOICES))
@@ -179,8 +180,10 @@ def validate(cfg: Config) -> Config:
     if cfg.scale[0] > cfg.scale[1]: raise ConfigError(f'scale: expected low <= high, got {cfg.scale}')
     if cfg.task != 'all' and cfg.heads == 'three':
         raise ConfigError(f'task: a {cfg.task}-only model has one head; three heads need task all (or use heads single)')
-    if cfg.weights and cfg.model == 'tiny':
-        raise ConfigError('weights: the tiny model has no pretrained weights; leave weights empty')
+    if cfg.weights and cfg.model == 'tiny' and cfg.weights.lower() not in ('synth', 'none') \
+            and not looks_like_file(cfg.weights):
+        raise ConfigError(f'weights: the tiny model has no torchvision weights ({cfg.weights!r}); use synth (its '
+                          'pretrained start, shipped with maskcls), a .pth file, or leave weights empty')
     return cfg
 
 def _field_doc(f: dataclasses.Field) -> str:

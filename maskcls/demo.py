@@ -27,9 +27,11 @@ __all__ = ['DEMO_PRESETS', 'demo_table', 'run_demo']
 
 # %% ../nbs/engine/24_demo.ipynb #6ebbac7a
 DEMO_PRESETS = dict(
-    quick=dict(people=300, model='tiny', img_size=(64, 48), epochs=10, batch_size=32, lr=3e-3),
-    full=dict(people=2700, model='resnet18', img_size=(256, 192), epochs=20, batch_size=128, lr=1e-3, ema=0.999,
-              mix='cutmix'),
+    quick=dict(people=300, model='tiny', weights='synth', heads='three', freeze_epochs=10, img_size=(64, 48), epochs=10,
+               batch_size=32, lr=3e-3),   # the pretrained start, frozen: only the heads train (06_training)
+    full=dict(people=2700, model='resnet18', weights='none', heads='single', freeze_epochs=0, img_size=(256, 192), epochs=20,
+              batch_size=128, lr=1e-3,
+              ema=0.999, mix='cutmix'),
 )
 
 def demo_table(ev: pd.DataFrame, r: dict, seconds: dict) -> pd.DataFrame:
@@ -50,11 +52,14 @@ def run_demo(data='data/synth',       # dataset folder (generated if missing)
              full: bool = False,      # the GPU-sized preset instead of the quick one
              eval_people: int | None = None, folds: int = 5, tta='face', device: str | None = None, seed: int = 0,
              cache_dir='cache', devices=(),   # torch devices for parallel folds
-             **preset) -> dict:       # overrides of `DEMO_PRESETS`: people, model, img_size, epochs, batch_size, lr
+             **preset) -> dict:       # overrides of `DEMO_PRESETS`: people, model, weights, img_size, epochs, batch_size, lr
     """The main job on synthetic data, printing each step as it ends: data, EDA, CV, fold ensemble + TTA on the eval
     images, submission; returns the results it also writes to `out/results.json`."""
     t0 = time.time()
+    chosen = preset
     preset = {**DEMO_PRESETS['full' if full else 'quick'], **preset}
+    if str(preset.get('weights', '')).lower() in ('', 'none') and 'freeze_epochs' not in chosen:
+        preset['freeze_epochs'] = 0                                   # a random backbone must learn, not stay frozen
     try: check_model_name(preset['model'])                          # before minutes of data generation
     except ValueError as e: raise ConfigError(f'model: {e}') from None
     data = Path(data)

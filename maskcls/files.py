@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['disk_full', 'FileFault', 'file_fault', 'atomic_write', 'write_csv', 'write_text', 'save_figure', 'new_run_dir',
-           'fault_line', 'die_with_parent']
+__all__ = ['WEIGHT_SUFFIXES', 'disk_full', 'FileFault', 'file_fault', 'atomic_write', 'write_csv', 'write_text', 'save_figure',
+           'new_run_dir', 'looks_like_file', 'fault_line', 'die_with_parent']
 
 # %% ../nbs/engine/01_files.ipynb #6b9b62e3
 _FULL = {errno.ENOSPC, getattr(errno, 'EDQUOT', errno.ENOSPC)}   # no space left; disk quota exceeded
@@ -90,6 +90,14 @@ def new_run_dir(path) -> Path:
         i += 1; cand = path.with_name(f'{path.name}{i}')
     cand.mkdir(parents=True, exist_ok=True)
     return cand
+
+# %% ../nbs/engine/01_files.ipynb #5ba19177
+WEIGHT_SUFFIXES = ('.pt', '.pth', '.bin', '.ckpt', '.tar')
+
+def looks_like_file(w) -> bool:
+    "Whether the option value `w` means a file (a path object, a `/`, a weights suffix, an existing file), not a name."
+    if isinstance(w, os.PathLike): return True
+    return isinstance(w, str) and ('/' in w or os.sep in w or w.endswith(WEIGHT_SUFFIXES) or os.path.isfile(w))
 
 # %% ../nbs/engine/01_files.ipynb #e308adc6
 def _place(f: str | None, places):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_models.ipynb #491b9c0e
 from __future__ import annotations
-import difflib, os
+import difflib, importlib.resources
 from pathlib import Path
 from typing import NamedTuple
 import torch
@@ -13,15 +13,17 @@ from torch import nn, Tensor
 import torchvision
 from torchvision.models import get_model, get_model_weights, get_weight, list_models
 from .labels import N_MASK, N_GENDER, N_AGE, N_CLASSES, few
+from .files import looks_like_file
 
 # %% auto #0
 __all__ = ['TINY', 'HEADS', 'NORM_LAYERS', 'cut_classifier', 'tiny_cnn', 'ThreeHeadOutput', 'log_joint', 'ThreeHeads',
            'class_log_probs', 'class_probs', 'MaskModel', 'create_model', 'freeze_backbone', 'unfreeze', 'n_params',
-           'model_names', 'check_model_name', 'resolve_weights', 'load_weights']
+           'model_names', 'check_model_name', 'SYNTH_START', 'bundled_weights', 'resolve_weights', 'load_weights']
 
 # %% ../nbs/04_models.ipynb #5dea7680
 TINY = 'tiny'
-_all_ = ['model_names', 'check_model_name', 'resolve_weights', 'load_weights']   # exported from engine/27_model_files
+_all_ = ['model_names', 'check_model_name', 'SYNTH_START', 'bundled_weights', 'resolve_weights',   # exported from
+         'load_weights']                                                                # engine/27_model_files
 
 # %% ../nbs/04_models.ipynb #3d44b7fc
 def cut_classifier(model: nn.Module) -> tuple[str, int]:
@@ -163,21 +165,27 @@ def check_model_name(name: str) -> str:
     raise ValueError(f'unknown model {name!r}: {hint}`maskcls.models.model_names()` lists all {len(names)}')
 
 # %% ../nbs/engine/27_model_files.ipynb #3e2183cf
-_FILE_SUFFIXES = ('.pt', '.pth', '.bin', '.ckpt', '.tar')
+SYNTH_START = 'tiny-synth2700.pth'   # the tiny model's pretrained start, built by `maskcls pretrain` (engine/29_pretrain)
 
-def _is_path(w) -> bool:
-    if isinstance(w, os.PathLike): return True
-    return isinstance(w, str) and ('/' in w or os.sep in w or w.endswith(_FILE_SUFFIXES) or os.path.isfile(w))
+def bundled_weights(name: str = SYNTH_START) -> Path:
+    "Path of a weights file shipped inside the package, in `maskcls/weights/`."
+    return Path(str(importlib.resources.files('maskcls'))) / 'weights' / name
 
 def resolve_weights(name: str, weights):
-    "`None`, a torchvision weights enum, or a `Path` for `weights` given to model `name` (no download)."
+    """`None`, a torchvision weights enum, or a `Path` for `weights` given to model `name` (no download); `synth` is the
+    tiny model's bundled start."""
     if weights is None or (isinstance(weights, str) and weights.lower() == 'none'): return None
-    if _is_path(weights):
+    if looks_like_file(weights):
         p = Path(weights).expanduser()
         if not p.is_file(): raise FileNotFoundError(f'weights file {str(p)!r} for model {name!r} does not exist')
         return p
     if name == TINY:
-        raise ValueError(f'model {TINY!r} has no pretrained weights; got weights={weights!r}: use None or a file')
+        if str(weights).lower() != 'synth':
+            raise ValueError(f"model {TINY!r} has no torchvision weights; got weights={weights!r}: use None, 'synth' "
+                             '(its pretrained start, shipped with maskcls) or a file')
+        p = bundled_weights()
+        if not p.is_file(): raise FileNotFoundError(f'the pretrained start {p} is missing: rebuild it with `maskcls pretrain`')
+        return p
     enum = get_model_weights(name)
     if isinstance(weights, enum): return weights
     w = str(weights)

@@ -92,8 +92,8 @@ def gender_cues(rng, female) -> dict:
     """Columns of gender cues: each leans on a per-person femininity score plus its own noise, so every cue has
     cross-overs."""
     n = len(female)
-    fem = np.where(female, 1.0, -1.0) + rng.normal(0, 0.55, n)
-    hs = 1.4 * fem + rng.normal(0, 0.9, n)
+    fem = np.where(female, 1.0, -1.0) + rng.normal(0, 0.25, n)
+    hs = 1.4 * fem + rng.normal(0, 0.5, n)
     hair = np.select([hs < 0, hs < 0.9], ['short', 'medium'], 'long').astype(object)
     hair[(hair == 'long') & (rng.random(n) < 0.15)] = 'bun'
     return dict(femininity=fem.round(2), hair=hair, fringe=rng.random(n) < 0.25 + 0.2 * (fem > 0),

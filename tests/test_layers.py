@@ -15,7 +15,7 @@ LAZY = {'__init__'}     # the public API maps names to every module, imported on
 # order is written down once, in this list, rather than read from the notebooks' numbers.
 LAYERS = ['files', 'labels', 'progress', 'layout', 'synth', 'pages', 'eda', 'eda_report', 'cache', 'augment',
           'sampling', 'loader', 'models', 'losses', 'config', 'results', 'runtime', 'predict', 'rundir', 'runs',
-          'checkpoints', 'optim', 'splits', 'train', 'cv', 'suspects', 'tta', 'inference', 'pseudo', 'ensemble',
+          'checkpoints', 'optim', 'splits', 'train', 'pretrain', 'cv', 'suspects', 'tta', 'inference', 'pseudo', 'ensemble',
           'average', 'submission', 'compare', 'reports', 'hpo', 'hpo_page', 'hpo_workers', 'experiments', 'jobs', 'demo', 'cli']
 
 
