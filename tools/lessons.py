@@ -317,7 +317,7 @@ def run(paths, jobs=1, timeout=600, seconds_file=SECONDS):
 # -- statistics ----------------------------------------------------------------------------------------------
 
 def counts(nb):
-    "Markdown words, code lines (non-blank lines of code cells), lines in `#| export` cells (as /work/wt/share.py)."
+    "Markdown words, code lines (non-blank lines of code cells), lines in `#| export` cells."
     w = c = e = 0
     for cell in nb['cells']:
         s = _src(cell)
